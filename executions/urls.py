@@ -1,0 +1,9 @@
+from executions.api import executors, flow_executions, flows, task_executions, worker
+
+urlpatterns = [
+    *flows.urlpatterns,
+    *flow_executions.urlpatterns,
+    *worker.urlpatterns,
+    *task_executions.urlpatterns,
+    *executors.urlpatterns,
+]

@@ -1,0 +1,64 @@
+"""Run the embedded flowplatform: migrate, bootstrap the demo, serve ASGI, run a worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from flowplatform.bootstrap import DEMO_PASSWORD, DEMO_USERNAME, bootstrap_demo
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Serve API, WebSockets and admin on one ASGI server, with an embedded worker."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-worker", action="store_true", help="do not start a worker")
+        parser.add_argument("--worker-concurrency", type=int, default=4)
+
+    def handle(
+        self, *args, host: str, port: int, no_worker: bool, worker_concurrency: int, **options
+    ) -> None:
+        import uvicorn
+
+        call_command("migrate", interactive=False, verbosity=0)
+        setup = bootstrap_demo()
+        base = f"http://{host}:{port}"
+        self.stdout.write(
+            "\nflowplatform is starting\n"
+            f"  API docs:     {base}/api/docs\n"
+            f"  admin:        {base}/admin/  ({DEMO_USERNAME} / {DEMO_PASSWORD})\n"
+            f"  pages:        {base}/\n"
+            f"  user key:     {setup.user_key}\n"
+            f"  service key:  {setup.service_key}\n"
+            f"  example flow: {setup.flow_id or '-'}\n"
+        )
+        if not no_worker:
+            self._start_worker(base, setup.service_key, worker_concurrency)
+        uvicorn.run(
+            "flowplatform.asgi:application", host=host, port=port, log_level="info", lifespan="off"
+        )
+
+    def _start_worker(self, url: str, key: str, concurrency: int) -> None:
+        try:
+            from executions.worker.runner import Worker, WorkerConfig
+        except ImportError:
+            logger.warning("The worker package is not available; no embedded worker.")
+            return
+        from django.conf import settings
+
+        config = WorkerConfig(
+            url=url,
+            key=key,
+            concurrency=concurrency,
+            python_callables=list(settings.FLOWPLATFORM_PYTHON_CALLABLES),
+            install_signal_handlers=False,
+        )
+        worker = Worker(config)
+        threading.Thread(target=worker.run, name="embedded-worker", daemon=True).start()

@@ -1,0 +1,86 @@
+"""Request ids on every response, and the error envelope for failures outside DRF."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+
+from flowplatform.exceptions import json_error_response
+from flowplatform.request_context import new_request_id, reset_request_id, set_request_id
+
+logger = logging.getLogger("flowplatform.request")
+
+
+class RequestIdMiddleware:
+    """Give each request a ULID (``X-Request-ID``), log one line per API request and
+    answer unexpected errors on API paths with the JSON envelope instead of an HTML page."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:  # noqa: ANN001
+        self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):  # noqa: ANN204
+        if self._async:
+            return self.__acall__(request)
+        token, started = self._begin(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            reset_request_id(token)
+        return self._finish(request, response, started)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        token, started = self._begin(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            reset_request_id(token)
+        return self._finish(request, response, started)
+
+    def _begin(self, request: HttpRequest):  # noqa: ANN202
+        request_id = new_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        return set_request_id(request_id), time.perf_counter()
+
+    def _finish(self, request: HttpRequest, response: HttpResponse, started: float) -> HttpResponse:
+        response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+        if request.path.startswith("/api/"):
+            principal = getattr(request, "principal_for_logs", None)
+            logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "request_id": request.request_id,  # type: ignore[attr-defined]
+                    "http_method": request.method,
+                    "route": _route(request),
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "organization_id": str(principal.organization_id) if principal else None,
+                },
+            )
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api/"):
+            return None
+        logger.exception("Unhandled error on %s", request.path)
+        token = set_request_id(getattr(request, "request_id", None))
+        try:
+            return json_error_response(exception)
+        finally:
+            reset_request_id(token)
+
+
+def _route(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    return match.route if match is not None and match.route else request.path

@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+
+from flowplatform.api import ApiNotFoundView, MeView
+from flowplatform.health import healthz, livez
+
+api_patterns = [
+    path("me", MeView.as_view(), name="me"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
+    path("", include("executions.urls")),
+    path("", include("outputs.urls")),
+]
+
+urlpatterns = [
+    path("api/", include(api_patterns)),
+    re_path(r"^api/.*$", ApiNotFoundView.as_view()),
+    path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("admin/", admin.site.urls),
+    path("", include("realtime.urls")),
+]

@@ -1,0 +1,104 @@
+"""The one way services announce state changes.
+
+``publish`` writes outbox rows in the caller's transaction and pushes them to the channel
+layer only after commit, so clients never see a state that later rolls back. Pushing is
+best effort: a failure is logged and the events stay replayable from the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from flowplatform.representation import iso
+from realtime.groups import flow_group, summaries_group
+from realtime.models import Event
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_EVENT_TYPES = frozenset({"task_output.created", "task_output.updated"})
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    organization_id: UUID
+    flow_id: UUID | None
+    flow_execution_id: UUID | None = None
+    task_name: str | None = None
+    data: Any = None
+
+
+def publish(events: Sequence[EventSpec]) -> list[Event]:
+    """Record ``events`` in the outbox now and push them once the transaction commits.
+
+    Must run inside the transaction that made the change; one batch is one push.
+    """
+    if not events:
+        return []
+    rows = [
+        Event(
+            type=e.type,
+            organization_id=e.organization_id,
+            flow_id=e.flow_id,
+            flow_execution_id=e.flow_execution_id,
+            task_name=e.task_name,
+            data=e.data,
+        )
+        for e in events
+    ]
+    rows = Event.objects.bulk_create(rows)
+    if rows and rows[0].id is None:  # backends without RETURNING ids
+        rows = _reload_ids(rows)
+    messages = [event_message(row) for row in rows]
+    transaction.on_commit(lambda: push(messages))
+    return rows
+
+
+def _reload_ids(rows: list[Event]) -> list[Event]:
+    last = list(Event.objects.order_by("-id")[: len(rows)])
+    return list(reversed(last))
+
+
+def event_message(event: Event) -> dict[str, Any]:
+    """The JSON a WebSocket client receives for an event."""
+    return {
+        "type": "event",
+        "id": event.id,
+        "event_type": event.type,
+        "organization_id": str(event.organization_id),
+        "flow_id": str(event.flow_id) if event.flow_id else None,
+        "flow_execution_id": str(event.flow_execution_id) if event.flow_execution_id else None,
+        "task_name": event.task_name,
+        "created_at": iso(event.created_at),
+        "data": event.data,
+    }
+
+
+def push(messages: list[dict[str, Any]]) -> None:
+    """Send messages to their groups; never raises."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(_send_all)(layer, messages)
+    except Exception:  # noqa: BLE001 - the outbox keeps them for replay
+        logger.exception("Publishing %d event(s) failed; they remain replayable", len(messages))
+
+
+async def _send_all(layer, messages: list[dict[str, Any]]) -> None:  # noqa: ANN001
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        if message["flow_id"]:
+            by_group.setdefault(flow_group(message["flow_id"]), []).append(message)
+        if message["event_type"] in SUMMARY_EVENT_TYPES:
+            by_group.setdefault(summaries_group(message["organization_id"]), []).append(message)
+    for group, batch in by_group.items():
+        await layer.group_send(group, {"type": "events.batch", "events": batch})
