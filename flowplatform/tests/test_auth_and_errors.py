@@ -162,3 +162,14 @@ def test_management_commands_create_org_and_keys(capsys):
     raw_user = capsys.readouterr().out.strip()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_user}")
     assert client.get("/api/me").json()["kind"] == "user"
+
+
+def test_docs_assets_are_served_locally(anon_client):
+    html = anon_client.get("/api/docs").content.decode()
+    import re
+
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+    assert assets, html
+    for asset in assets:
+        response = anon_client.get(asset)
+        assert response.status_code == 200, asset
