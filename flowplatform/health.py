@@ -40,16 +40,23 @@ def check_channel_layer() -> str | None:
     return None
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Database and channel layer reachable → 200; otherwise 503 naming what failed."""
+def _checks() -> dict[str, str]:
     checks = {"database": check_database(), "channel_layer": check_channel_layer()}
-    ok = all(value is None for value in checks.values())
-    body = {
-        "status": "ok" if ok else "unavailable",
-        "checks": {name: "ok" if err is None else f"error: {err}" for name, err in checks.items()},
-    }
-    return JsonResponse(body, status=200 if ok else 503)
+    return {name: "ok" if err is None else f"error: {err}" for name, err in checks.items()}
 
 
-def livez(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: 200 while the process serves requests; the body reports the dependencies
+    so a person can see at a glance whether the database and channel layer are reachable."""
+    checks = _checks()
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ok else "degraded", "checks": checks})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 503 unless the database and the channel layer are reachable."""
+    checks = _checks()
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )

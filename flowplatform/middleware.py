@@ -9,6 +9,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 from flowplatform.exceptions import json_error_response
+from flowplatform.metrics import observe_request
 from flowplatform.request_context import new_request_id, reset_request_id, set_request_id
 
 logger = logging.getLogger("flowplatform.request")
@@ -52,6 +53,13 @@ class RequestIdMiddleware:
 
     def _finish(self, request: HttpRequest, response: HttpResponse, started: float) -> HttpResponse:
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+        elapsed = time.perf_counter() - started
+        observe_request(
+            method=request.method or "-",
+            route=_route(request),
+            status=response.status_code,
+            seconds=elapsed,
+        )
         if request.path.startswith("/api/"):
             principal = getattr(request, "principal_for_logs", None)
             logger.info(
@@ -64,7 +72,7 @@ class RequestIdMiddleware:
                     "http_method": request.method,
                     "route": _route(request),
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                     "organization_id": str(principal.organization_id) if principal else None,
                 },
             )
@@ -82,5 +90,8 @@ class RequestIdMiddleware:
 
 
 def _route(request: HttpRequest) -> str:
+    """The URL pattern, not the path, so metrics and logs don't grow a label per id."""
     match = getattr(request, "resolver_match", None)
-    return match.route if match is not None and match.route else request.path
+    if match is None:
+        return "unmatched"
+    return "/" + match.route if match.route else match.view_name or "-"

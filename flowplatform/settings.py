@@ -196,6 +196,8 @@ FLOWPLATFORM_PYTHON_CALLABLES = env.list(
 )
 FLOWPLATFORM_EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=30)
 FLOWPLATFORM_LIST_MAX_LIMIT = 1000
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 
 # --- logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -3,7 +3,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from flowplatform.api import ApiNotFoundView, MeView
-from flowplatform.health import healthz, livez
+from flowplatform.health import healthz, readyz
+from flowplatform.metrics import metrics_view
 
 api_patterns = [
     path("me", MeView.as_view(), name="me"),
@@ -17,7 +18,8 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     re_path(r"^api/.*$", ApiNotFoundView.as_view()),
     path("healthz", healthz, name="healthz"),
-    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("realtime.urls")),
 ]

@@ -1,0 +1,125 @@
+"""Prometheus metrics: counters updated where things happen, gauges computed at scrape time.
+
+With several server processes set ``PROMETHEUS_MULTIPROC_DIR`` to a shared empty directory
+so counters from every process are summed on each scrape.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+REQUESTS = Counter(
+    "flowplatform_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+REQUEST_LATENCY = Histogram(
+    "flowplatform_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CLAIMS = Counter("flowplatform_task_claims_total", "Task executions claimed by workers")
+LEASE_EXPIRIES = Counter("flowplatform_lease_expiries_total", "Leases that expired")
+RETRIES = Counter("flowplatform_task_retries_total", "Retry attempts scheduled")
+TASK_TRANSITIONS = Counter(
+    "flowplatform_task_transitions_total", "Task execution status changes", ["status"]
+)
+EVENTS_PUBLISHED = Counter("flowplatform_events_published_total", "Events pushed to clients")
+PUBLISH_FAILURES = Counter("flowplatform_event_publish_failures_total", "Failed event pushes")
+WEBSOCKET_CONNECTIONS = Counter(
+    "flowplatform_websocket_connections_total", "WebSocket connections", ["outcome"]
+)
+WEBSOCKET_DISCONNECTIONS = Counter(
+    "flowplatform_websocket_disconnections_total", "WebSocket disconnections"
+)
+
+
+class DatabaseCollector(Collector):
+    """Queue depth and flow executions by status, read from the database at scrape time so
+    every process reports the same truth."""
+
+    def collect(self):  # noqa: ANN201
+        from executions.models import FlowExecution, TaskExecution
+
+        queued = GaugeMetricFamily(
+            "flowplatform_queued_tasks", "Queued task executions by executor", labels=["executor"]
+        )
+        rows = (
+            TaskExecution.objects.filter(status="queued")
+            .values("task_executor_name")
+            .annotate(n=Count("id"))
+        )
+        for row in rows:
+            queued.add_metric([row["task_executor_name"] or "-"], row["n"])
+        yield queued
+        yield GaugeMetricFamily(
+            "flowplatform_running_tasks",
+            "Running task executions",
+            value=TaskExecution.objects.filter(status="running").count(),
+        )
+        by_status = GaugeMetricFamily(
+            "flowplatform_flow_executions", "Flow executions by status", labels=["status"]
+        )
+        for row in FlowExecution.objects.values("status").annotate(n=Count("id")):
+            by_status.add_metric([row["status"]], row["n"])
+        yield by_status
+
+
+_db_collector = DatabaseCollector()
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        header = request.headers.get("Authorization", "")
+        return secrets.compare_digest(header, f"Bearer {token}")
+    remote = request.META.get("REMOTE_ADDR") or ""
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net) for net in settings.METRICS_ALLOWED_NETWORKS)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format. Guarded by ``METRICS_TOKEN`` (Bearer) when set, else by
+    ``METRICS_ALLOWED_NETWORKS`` (loopback by default)."""
+    if not _allowed(request):
+        return HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    registry = _registry()
+    body = generate_latest(registry) + generate_latest(_DbOnly())
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+class _DbOnly(CollectorRegistry):
+    def __init__(self) -> None:
+        super().__init__(auto_describe=False)
+        self.register(_db_collector)
+
+
+def observe_request(*, method: str, route: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(method, route, str(status)).inc()
+    REQUEST_LATENCY.labels(method, route).observe(seconds)
