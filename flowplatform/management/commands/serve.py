@@ -46,19 +46,21 @@ class Command(BaseCommand):
         )
 
     def _start_worker(self, url: str, key: str, concurrency: int) -> None:
-        try:
-            from executions.worker.runner import Worker, WorkerConfig
-        except ImportError:
-            logger.warning("The worker package is not available; no embedded worker.")
-            return
         from django.conf import settings
+
+        from executions.worker.config import WorkerConfig
+        from executions.worker.runner import Worker
 
         config = WorkerConfig(
             url=url,
             key=key,
             concurrency=concurrency,
-            python_callables=list(settings.FLOWPLATFORM_PYTHON_CALLABLES),
-            install_signal_handlers=False,
+            python_callables=tuple(settings.FLOWPLATFORM_PYTHON_CALLABLES),
         )
         worker = Worker(config)
-        threading.Thread(target=worker.run, name="embedded-worker", daemon=True).start()
+        threading.Thread(
+            target=worker.run,
+            kwargs={"install_signal_handlers": False},
+            name="embedded-worker",
+            daemon=True,
+        ).start()
