@@ -18,8 +18,10 @@ venv: $(VENV)/.installed
 run: venv
 	$(PY) manage.py serve
 
-## The whole suite on SQLite; with DATABASE_URL/REDIS_URL set, on PostgreSQL and Redis too.
+## The whole suite on SQLite; with DATABASE_URL/REDIS_URL set, on PostgreSQL and Redis too
+## (and with MIGRATION_DATABASE_URL, as the application's role under row-level security).
 test: venv
+	$(PY) manage.py setupdbrole --if-configured
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -12,6 +12,13 @@ from rest_framework.test import APIClient
 from flowplatform.models import ApiKey, Organization
 from flowplatform.services import create_api_key, create_organization, get_or_create_user
 
+# Row-level security (PostgreSQL with MIGRATION_DATABASE_URL): the owner creates and migrates
+# the test database, the tests connect as the application's role. Inert otherwise.
+from flowplatform.tests.rls_harness import (  # noqa: E402, F401
+    django_db_modify_db_settings,
+    django_db_setup,
+)
+
 
 def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001
     from django.conf import settings

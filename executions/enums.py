@@ -91,3 +91,10 @@ class TaskOutputStatus(models.TextChoices):
     FAILED = "failed"
     DELETED = "deleted"
     STALE = "stale"
+
+
+# Task executions that still hold work: a flow execution is not finished while any exists.
+TASK_ACTIVE = frozenset({TE.QUEUED, TE.RUNNING, TE.AWAITING_INPUT})
+# What a person's edit (PUT /task-executions) may set, from any status but deleted; the only
+# way a terminal execution changes (DESIGN §8).
+TASK_EDIT_TARGETS = frozenset({TE.COMPLETED, TE.FAILED, TE.CANCELLED})

@@ -75,6 +75,9 @@ class FlowExecution(models.Model):
     modified_by = models.CharField(max_length=200, default="system")
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Engine bookkeeping: names of the tasks this run still has to queue once their
+    # dependencies complete (a fresh start lists every task; re-runs list what they redo).
+    pending_tasks = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -18,7 +18,7 @@ from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Model, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -97,6 +97,31 @@ def admin_link(model: type[Model] | Model, pk: Any, text: Any) -> SafeString | s
     return format_html('<a href="{}">{}</a>', url, text)
 
 
+def actor_display(actor: str) -> SafeString | str:
+    """``modified_by`` as a person reads it: a user id becomes a link to that user (one
+    query: for change pages, not list columns)."""
+    if not actor or not actor.isdigit():
+        return actor or "—"
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    username = (
+        user_model._default_manager.filter(pk=int(actor))
+        .values_list(user_model.USERNAME_FIELD, flat=True)
+        .first()
+    )
+    if username is None:
+        return f"user {actor} (deleted)"
+    return format_html("{} (user {})", admin_link(user_model, int(actor), username), actor)
+
+
+def organization_link(obj: Any) -> SafeString | str:
+    """A link to ``obj.organization`` (select it with the row to keep lists at one query)."""
+    from flowplatform.models import Organization
+
+    return admin_link(Organization, obj.organization_id, obj.organization.name)
+
+
 def changelist_link(model: type[Model], text: Any, **filters: Any) -> SafeString:
     """A link to ``model``'s list, filtered by ``filters`` (``?field=value``)."""
     from urllib.parse import urlencode
@@ -126,7 +151,8 @@ class BoundedCountPaginator(Paginator):
     def count(self) -> int:
         object_list = self.object_list
         if isinstance(object_list, QuerySet):
-            return object_list[:COUNT_LIMIT].count()
+            # Only ids: the page's joins, annotations and ordering don't change the count.
+            return object_list.order_by().values("pk")[:COUNT_LIMIT].count()
         return len(object_list)
 
 
@@ -138,6 +164,8 @@ class StaffAdmin(admin.ModelAdmin):
     """
 
     show_full_result_count = False
+    # Facet counts run one COUNT per filter choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
     paginator = BoundedCountPaginator
     list_per_page = 100
     uuid_search_fields: tuple[str, ...] = ("id",)
@@ -162,6 +190,21 @@ class StaffAdmin(admin.ModelAdmin):
     ) -> tuple[QuerySet, bool]:
         return super().get_search_results(request, queryset, term)
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A service refusing a save (``FlowplatformError``) is an error message, not a 500;
+        the admin's transaction around the save has rolled back."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except FlowplatformError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
     def staff_actor(self, request: HttpRequest) -> str:
         """What ``modified_by`` records for a staff change: the staff user's id."""
         return str(request.user.pk)
@@ -174,17 +217,22 @@ class StaffAdmin(admin.ModelAdmin):
         *,
         done: str,
         log: str,
+        changed: Callable[[T, Model], bool] | None = None,
     ) -> int:
         """Call a service for each object; log successes, report failures; return successes.
 
         Each call runs in its own transaction, so one refused row doesn't undo the others.
+        ``changed(obj, result)`` tells a real change from a call that had nothing to do
+        (reported as such and not logged).
         """
+        if isinstance(objects, QuerySet):
+            objects = objects[: ACTION_ROW_LIMIT + 1]  # "select all" may match millions
         objects = list(objects)
         if len(objects) > ACTION_ROW_LIMIT:
             self.message_user(
                 request,
-                f"Select at most {ACTION_ROW_LIMIT} rows for this action "
-                f"({len(objects)} selected); narrow the list with filters.",
+                f"Select at most {ACTION_ROW_LIMIT} rows for this action; narrow the list "
+                "with filters.",
                 messages.ERROR,
             )
             return 0
@@ -195,6 +243,9 @@ class StaffAdmin(admin.ModelAdmin):
                     result = call(obj)
             except FlowplatformError as exc:
                 self.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+                continue
+            if changed is not None and not changed(obj, result):
+                self.message_user(request, f"{obj}: nothing to do.", messages.INFO)
                 continue
             self.log_change(request, result if result is not None else obj, log)
             succeeded += 1
@@ -219,6 +270,7 @@ class ReadOnlyAdmin(StaffAdmin):
 
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
+    classes = ("fp-records",)
     max_num = 0
     can_delete = False
     show_change_link = False
@@ -231,3 +283,28 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+def count_of(model: type[Model], fk: str, **filters: Any) -> Any:
+    """An annotation counting ``model`` rows pointing at the outer row: one correlated
+    subquery in the list query instead of one query per row (and no join fan-out)."""
+    from django.db.models import Count, IntegerField, OuterRef, Subquery
+    from django.db.models.functions import Coalesce
+
+    rows = (
+        model._default_manager.filter(**{fk: OuterRef("pk")}, **filters)
+        .order_by()
+        .values(fk)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+def adopt(obj: Model, saved: Model) -> None:
+    """Make the admin's instance the row a service saved, so the admin's log entry, message
+    and redirect describe what is really stored."""
+    for field in type(saved)._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db

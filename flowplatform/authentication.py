@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.request import Request
 
+from flowplatform import tenancy
 from flowplatform.exceptions import Unauthorized
 from flowplatform.models import ApiKey, Membership
 from flowplatform.principal import Principal, ServicePrincipalUser
@@ -90,6 +91,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         if result is None:
             raise Unauthorized("Invalid or revoked API key.")
         request._request.principal_for_logs = result[1]
+        # Keys are found before the organization is known (credential tables have no RLS);
+        # from here on the request's transaction sees only this organization's rows.
+        tenancy.set_organization(result[1].organization_id)
         return result
 
     def authenticate_header(self, request: Request) -> str:
@@ -108,4 +112,5 @@ class OrganizationSessionAuthentication(SessionAuthentication):
         if principal is None:
             return None
         request._request.principal_for_logs = principal
+        tenancy.set_organization(principal.organization_id)
         return user, principal

@@ -8,7 +8,7 @@ import uuid
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ def _checks() -> dict[str, str]:
     return {name: "ok" if err is None else f"error: {err}" for name, err in checks.items()}
 
 
+# No request transaction (ATOMIC_REQUESTS): opening one would fail before the probe could
+# report the database as down.
+@transaction.non_atomic_requests
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: 200 while the process serves requests; the body reports the dependencies
     so a person can see at a glance whether the database and channel layer are reachable."""
@@ -53,6 +56,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok" if ok else "degraded", "checks": checks})
 
 
+@transaction.non_atomic_requests
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: 503 unless the database and the channel layer are reachable."""
     checks = _checks()

@@ -11,6 +11,7 @@ import os
 import secrets
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
@@ -23,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+from flowplatform import tenancy
 
 REQUESTS = Counter(
     "flowplatform_http_requests_total", "HTTP requests", ["method", "route", "status"]
@@ -104,13 +107,16 @@ def _allowed(request: HttpRequest) -> bool:
     return any(address in ipaddress.ip_network(net) for net in settings.METRICS_ALLOWED_NETWORKS)
 
 
+@transaction.non_atomic_requests
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text format. Guarded by ``METRICS_TOKEN`` (Bearer) when set, else by
     ``METRICS_ALLOWED_NETWORKS`` (loopback by default)."""
     if not _allowed(request):
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
     registry = _registry()
-    body = generate_latest(registry) + generate_latest(_DbOnly())
+    with tenancy.bypass():  # gauges count every organization's rows
+        db_metrics = generate_latest(_DbOnly())
+    body = generate_latest(registry) + db_metrics
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 

@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "flowplatform.tenancy.TenancyMiddleware",  # a pass-through unless RLS is on
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -102,6 +103,39 @@ else:
 if env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- row-level security (PostgreSQL; DESIGN §3, flowplatform.tenancy) ----------------------
+# DATABASE_URL is the application's role; MIGRATION_DATABASE_URL, when set, the role that
+# owns the tables: `migrate` and `setupdbrole` use it (alias "owner"). RLS is enforced when
+# DATABASE_RLS is on, by default whenever the two roles are configured.
+MIGRATION_DATABASE_URL = env.str("MIGRATION_DATABASE_URL", default="")
+_on_postgres = _db["ENGINE"] == "django.db.backends.postgresql"
+FLOWPLATFORM_RLS = _on_postgres and env.bool("DATABASE_RLS", default=bool(MIGRATION_DATABASE_URL))
+
+
+def _with_bypass(options: dict) -> dict:
+    """Connections that start with the RLS bypass on (libpq ``options``)."""
+    extra = "-c app.bypass_rls=on"
+    options["options"] = f"{options['options']} {extra}" if options.get("options") else extra
+    return options
+
+
+if _on_postgres and MIGRATION_DATABASE_URL:
+    _owner = env.db_url_config(MIGRATION_DATABASE_URL)
+    if _owner["ENGINE"] != _db["ENGINE"]:
+        raise ImproperlyConfigured("MIGRATION_DATABASE_URL must be a postgres:// URL.")
+    _owner["CONN_MAX_AGE"] = 0
+    _owner["OPTIONS"] = _with_bypass({**_owner.get("OPTIONS", {}), "connect_timeout": 5})
+    if "TEST" in _db:
+        _owner["TEST"] = dict(_db["TEST"])
+    DATABASES["owner"] = _owner
+if FLOWPLATFORM_RLS:
+    # Every request runs in one transaction, scoped to the caller's organization by
+    # authentication (set_config(..., true) lasts exactly as long as that transaction).
+    _db["ATOMIC_REQUESTS"] = True
+elif _on_postgres:
+    # RLS off: the policies installed by the migrations must never hide rows.
+    _with_bypass(_db["OPTIONS"])
 
 # --- channel layer --------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -175,7 +209,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api",
-    "ENUM_NAME_OVERRIDES": {},
+    # Several resources have a `status` field with different choices: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "FlowStatusEnum": "executions.enums.FlowStatus",
+        "FlowExecutionStatusEnum": "executions.enums.FlowExecutionStatus",
+        "TaskExecutionStatusEnum": "executions.enums.TaskExecutionStatus",
+        "TaskOutputStatusEnum": "executions.enums.TaskOutputStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "flowplatform.openapi.add_error_responses",

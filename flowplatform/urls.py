@@ -22,4 +22,5 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("realtime.urls")),
+    path("", include("executions.pages.urls")),
 ]

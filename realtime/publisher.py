@@ -2,7 +2,12 @@
 
 ``publish`` writes outbox rows in the caller's transaction and pushes them to the channel
 layer only after commit, so clients never see a state that later rolls back. Pushing is
-best effort: a failure is logged and the events stay replayable from the outbox.
+best effort and never blocks or fails the request (see ``realtime.sender``): a failure is
+logged and the events stay replayable from the outbox.
+
+Each batch becomes one ``{"type": "events.batch", "events": [...]}`` message per group:
+``flow.<flow_id>`` for every event of a flow, and ``summaries.<organization_id>`` for
+task-output events.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
 from flowplatform.representation import iso
 from realtime.groups import flow_group, summaries_group
 from realtime.models import Event
+from realtime.sender import deliver
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ def publish(events: Sequence[EventSpec]) -> list[Event]:
     if rows and rows[0].id is None:  # backends without RETURNING ids
         rows = _reload_ids(rows)
     messages = [event_message(row) for row in rows]
-    transaction.on_commit(lambda: push(messages))
+    transaction.on_commit(lambda: push(messages), robust=True)
     return rows
 
 
@@ -83,22 +88,23 @@ def event_message(event: Event) -> dict[str, Any]:
 
 
 def push(messages: list[dict[str, Any]]) -> None:
-    """Send messages to their groups; never raises."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
+    """Send messages to their groups; never raises and never waits for the network."""
     try:
-        async_to_sync(_send_all)(layer, messages)
-    except Exception:  # noqa: BLE001 - the outbox keeps them for replay
-        logger.exception("Publishing %d event(s) failed; they remain replayable", len(messages))
+        layer = get_channel_layer()
+    except Exception:  # noqa: BLE001 - a misconfigured layer must not fail the request
+        logger.exception("No channel layer; %d event(s) remain replayable", len(messages))
+        return
+    if layer is None or not messages:
+        return
+    deliver(layer, group_messages(messages))
 
 
-async def _send_all(layer, messages: list[dict[str, Any]]) -> None:  # noqa: ANN001
+def group_messages(messages: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """One ``events.batch`` message per group, events in id order within each."""
     by_group: dict[str, list[dict[str, Any]]] = {}
     for message in messages:
         if message["flow_id"]:
             by_group.setdefault(flow_group(message["flow_id"]), []).append(message)
         if message["event_type"] in SUMMARY_EVENT_TYPES:
             by_group.setdefault(summaries_group(message["organization_id"]), []).append(message)
-    for group, batch in by_group.items():
-        await layer.group_send(group, {"type": "events.batch", "events": batch})
+    return [(group, {"type": "events.batch", "events": batch}) for group, batch in by_group.items()]

@@ -1,20 +1,16 @@
-"""WebSocket routes."""
+"""WebSocket routes. Authentication happens in the consumers (``realtime.auth``)."""
 
 from __future__ import annotations
 
 from channels.routing import URLRouter
-from django.urls import path
+from django.urls import path, re_path
 
+from realtime.consumers import FlowConsumer, NotFoundConsumer, SummaryConsumer
 
-def _routes() -> list:
-    try:
-        from realtime.consumers import FlowConsumer, SummaryConsumer
-    except ImportError:  # consumers not built yet
-        return []
-    return [
-        path("ws/flows/<uuid:flow_id>", FlowConsumer.as_asgi()),
-        path("ws/summaries", SummaryConsumer.as_asgi()),
-    ]
+websocket_urlpatterns = [
+    path("ws/flows/<uuid:flow_id>", FlowConsumer.as_asgi()),
+    path("ws/summaries", SummaryConsumer.as_asgi()),
+    re_path(r"", NotFoundConsumer.as_asgi()),
+]
 
-
-websocket_application = URLRouter(_routes())
+websocket_application = URLRouter(websocket_urlpatterns)

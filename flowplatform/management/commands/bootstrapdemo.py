@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from flowplatform import tenancy
 from flowplatform.bootstrap import DEMO_PASSWORD, DEMO_USERNAME, bootstrap_demo
 
 
@@ -9,6 +10,7 @@ class Command(BaseCommand):
     help = "Create the demo organization, staff user, API keys and example flow (idempotent)."
 
     def handle(self, *args, **options) -> None:
+        tenancy.bypass_process()  # row-level security: creates rows of the demo organization
         setup = bootstrap_demo()
         self.stdout.write(
             f"organization: {setup.organization.name} ({setup.organization.id})\n"

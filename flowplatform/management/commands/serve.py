@@ -8,6 +8,7 @@ import threading
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from flowplatform import tenancy
 from flowplatform.bootstrap import DEMO_PASSWORD, DEMO_USERNAME, bootstrap_demo
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,11 @@ class Command(BaseCommand):
     ) -> None:
         import uvicorn
 
+        if tenancy.owner_configured():
+            call_command("setupdbrole", verbosity=0)  # the application's role, when missing
         call_command("migrate", interactive=False, verbosity=0)
-        setup = bootstrap_demo()
+        with tenancy.bypass():  # this process serves requests next: transaction-scoped
+            setup = bootstrap_demo()
         base = f"http://{host}:{port}"
         self.stdout.write(
             "\nflowplatform is starting\n"

@@ -1,0 +1,183 @@
+"""Input and output serializers of the task-execution endpoints (seeds 002, 003, 004) and the
+worker protocol. Output serializers only describe, for OpenAPI, the dicts that
+``executions.representations`` and the engine render."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from executions.enums import TaskExecutionStatus
+from flowplatform.pagination import PageQuery
+
+MAX_INDEX = 2_147_483_647
+
+
+def _json(**kwargs) -> serializers.JSONField:  # noqa: ANN003
+    return serializers.JSONField(required=False, allow_null=True, **kwargs)
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+class TaskExecutionReportInput(serializers.Serializer):
+    flow_execution_id = serializers.UUIDField()
+    task_name = serializers.CharField(min_length=1, max_length=200, trim_whitespace=False)
+    task_execution_idx = serializers.IntegerField(min_value=0, max_value=MAX_INDEX)
+    status = serializers.CharField(
+        max_length=200,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="queued, running, completed, failed or cancelled (400 otherwise).",
+    )
+    input = _json()
+    output = _json()
+    error = _json(help_text="{message, type, traceback} when failed.")
+    worker_id = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=200,
+        help_text="The reporting worker; while the execution runs it must hold the lease.",
+    )
+    organization_id = serializers.UUIDField(required=False, allow_null=True)
+    modified_by = serializers.CharField(required=False, max_length=200)
+
+
+class TaskExecutionEditInput(serializers.Serializer):
+    id = serializers.UUIDField()
+    flow_execution_id = serializers.UUIDField(required=False)
+    task_name = serializers.CharField(required=False, max_length=200, trim_whitespace=False)
+    task_execution_idx = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INDEX)
+    organization_id = serializers.UUIDField(required=False, allow_null=True)
+    status = serializers.CharField(
+        required=False,
+        max_length=200,
+        trim_whitespace=False,
+        help_text="completed, failed or cancelled (or the current status); 400 otherwise.",
+    )
+    input = _json()
+    output = _json()
+    error = _json()
+    modified_by = serializers.CharField(required=False, max_length=200)
+    updated_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Optimistic lock: must equal the stored value (409 otherwise). Omitted or "
+        "null: last write wins.",
+    )
+
+
+class TaskExecutionEditQuery(serializers.Serializer):
+    execute_flow = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Queue the tasks the edit makes stale again (dependency order).",
+    )
+    dry_run = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Change nothing; answer which tasks would go stale.",
+    )
+
+
+class TaskExecutionListQuery(PageQuery):
+    flow_execution_id = serializers.UUIDField(required=False)
+    task_name = serializers.CharField(required=False, max_length=200, trim_whitespace=False)
+    task_execution_idx = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INDEX)
+    status = serializers.ChoiceField(required=False, choices=TaskExecutionStatus.choices)
+
+
+class TaskStatusItem(serializers.Serializer):
+    task_name = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
+    status = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=50,
+        default=None,
+        trim_whitespace=False,
+        help_text="Any text up to 50 characters, or null; kept as reported.",
+    )
+
+
+class TaskStatusBatchInput(serializers.Serializer):
+    statuses = serializers.ListField(child=TaskStatusItem(), min_length=1, max_length=100)
+
+
+class ClaimInput(serializers.Serializer):
+    worker_id = serializers.CharField(min_length=1, max_length=200)
+    executors = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=200), min_length=1, max_length=100
+    )
+    limit = serializers.IntegerField(required=False, default=1, min_value=1, max_value=50)
+    wait_seconds = serializers.FloatField(required=False, default=0, min_value=0, max_value=30)
+
+
+class WorkerInput(serializers.Serializer):
+    worker_id = serializers.CharField(min_length=1, max_length=200)
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+class TaskExecutionOut(serializers.Serializer):
+    id = serializers.UUIDField()
+    organization_id = serializers.UUIDField()
+    flow_execution_id = serializers.UUIDField()
+    task_name = serializers.CharField()
+    task_execution_idx = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=TaskExecutionStatus.choices)
+    input = serializers.JSONField(allow_null=True)
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.JSONField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    modified_by = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    edited_status = serializers.CharField()
+    stale_status = serializers.CharField()
+    stale_reason = serializers.JSONField(allow_null=True)
+    task_executor_name = serializers.CharField(allow_blank=True)
+    attempt = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+
+
+class TaskExecutionEditOut(TaskExecutionOut):
+    would_mark_stale = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Dry runs only: the tasks the edit would mark stale, in dependency order.",
+    )
+
+
+class TaskStatusOut(serializers.Serializer):
+    id = serializers.UUIDField()
+    organization_id = serializers.UUIDField()
+    flow_execution_id = serializers.UUIDField()
+    task_name = serializers.CharField()
+    status = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ClaimedTaskOut(TaskExecutionOut):
+    lease_expires_at = serializers.DateTimeField()
+    lease_seconds = serializers.IntegerField()
+    timeout_seconds = serializers.FloatField(allow_null=True)
+    flow_id = serializers.UUIDField()
+
+
+class ClaimOut(serializers.Serializer):
+    task_executions = ClaimedTaskOut(many=True)
+
+
+class HeartbeatOut(serializers.Serializer):
+    lease_expires_at = serializers.DateTimeField()
+    cancel_requested = serializers.BooleanField()
+
+
+class ExecutorOut(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    parameters_schema = serializers.JSONField()
+    claimable = serializers.BooleanField()
+    summary_fields = serializers.ListField(child=serializers.CharField())

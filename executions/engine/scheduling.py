@@ -1,0 +1,266 @@
+"""Deciding what runs next inside one flow execution.
+
+A running flow execution keeps ``pending_tasks``: the tasks it still has to queue. A pending
+task is queued (with its input resolved from its dependencies' outputs) as soon as none of its
+dependencies is pending and each one's latest execution is completed. A fresh start lists
+every task; re-executions list what they redo. The flow execution ends when nothing is active
+and nothing more can be queued: ``completed`` if every task's latest execution completed
+(then ``stale`` if one of them is stale), ``failed`` otherwise.
+
+Failures: a failed task is retried at the next ``task_execution_idx`` after its backoff while
+attempts remain. When they run out (or its input cannot be resolved), the flow execution fails
+at once: queued and awaiting tasks are cancelled, running ones may finish and report, nothing
+new is scheduled. Every function here expects the flow execution's row lock (``Run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from django.utils import timezone
+
+from executions import dsl
+from executions.engine import transitions
+from executions.engine.state import Run
+from executions.enums import TASK_ACTIVE, FlowExecutionStatus, StaleStatus, TaskExecutionStatus
+from executions.models import TaskExecution
+
+TE = TaskExecutionStatus
+FE = FlowExecutionStatus
+RESOLUTION_ERROR = "InputResolutionError"
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def sync_outputs(run: Run, tasks: Iterable[TaskExecution]) -> None:
+    """Keep each task's output in step with its (latest) execution."""
+    from outputs import services as outputs
+
+    for task in tasks:
+        outputs.sync_output_from_execution(
+            task_execution=task, flow_id=run.flow_id, flow_version=run.execution.flow_version
+        )
+
+
+# -- queueing ---------------------------------------------------------------------------------
+
+
+def begin_run(run: Run, names: Sequence[str], *, actor: str | None = None) -> list[TaskExecution]:
+    """Start (or restart) ``run`` so that it (re)does ``names``."""
+    transitions.change_flow_status(run.execution, FE.RUNNING, actor=actor)
+    run.set_pending(run.definition.dag.in_order(names))
+    queued = schedule_ready(run)
+    if not queued:
+        maybe_finish(run)
+    return queued
+
+
+def schedule_ready(run: Run, candidates: Iterable[str] | None = None) -> list[TaskExecution]:
+    """Queue the pending tasks (among ``candidates``, default all) that are ready now."""
+    pending = run.pending
+    if not pending:
+        return []
+    names = pending if candidates is None else [n for n in pending if n in set(candidates)]
+    if not names:
+        return []
+    deps = {dep for name in names for dep in run.definition.task(name).dependencies}
+    run.load([*names, *deps])
+    waiting = set(pending)
+    ready = [name for name in names if _is_ready(run, name, waiting)]
+    if not ready:
+        return []
+    chosen = set(ready)
+    run.set_pending([name for name in pending if name not in chosen])
+    return queue_tasks(run, ready)
+
+
+def _is_ready(run: Run, name: str, pending: set[str]) -> bool:
+    latest = run.latest.get(name)
+    if latest is not None and latest.status in TASK_ACTIVE:
+        return False  # its current execution has to end first
+    for dep in run.definition.task(name).dependencies:
+        done = run.latest.get(dep)
+        if dep in pending or done is None or done.status != TE.COMPLETED:
+            return False
+    return True
+
+
+def queue_tasks(run: Run, names: Sequence[str]) -> list[TaskExecution]:
+    """New executions of ``names`` (dependency order) at their next index, inputs resolved.
+
+    An input that cannot be resolved fails its task with ``InputResolutionError`` and, that
+    being final, the flow execution. A task fed by a stale output is stale itself.
+    """
+    new = [_next_execution(run, name) for name in names]
+    created = transitions.create_task_executions(new, flow_id=run.flow_id)
+    for task in created:
+        run.record(task)
+    sync_outputs(run, created)
+    if any(task.status == TE.FAILED for task in created):
+        fail_flow(run)
+    return created
+
+
+def _next_execution(run: Run, name: str) -> TaskExecution:
+    spec = run.definition.task(name)
+    previous = run.latest.get(name)
+    upstream = {dep: run.latest[dep] for dep in spec.dependencies if dep in run.latest}
+    stale = next((t for t in upstream.values() if t.stale_status == StaleStatus.STALE), None)
+    values: dict = {"status": TE.QUEUED if spec.claimable else TE.AWAITING_INPUT}
+    try:
+        values["input"] = dsl.resolve_input(
+            task=spec,
+            flow_input=run.execution.input,
+            upstream_outputs={dep: task.output for dep, task in upstream.items()},
+        )
+    except dsl.ResolutionError as exc:
+        values.update(status=TE.FAILED, input=None, error=_error(str(exc), RESOLUTION_ERROR))
+    if stale is not None:
+        values.update(stale_status=StaleStatus.STALE, stale_reason=stale.stale_reason)
+    return transitions.build_task_execution(
+        execution=run.execution,
+        task_name=name,
+        idx=previous.task_execution_idx + 1 if previous else 0,
+        executor=spec.task_executor_name,
+        max_attempts=spec.retries.max_attempts,
+        timeout_seconds=spec.timeout_seconds,
+        **values,
+    )
+
+
+def _error(message: str, type_: str) -> dict[str, str]:
+    return {"message": message, "type": type_, "traceback": ""}
+
+
+# -- reacting to finished tasks ---------------------------------------------------------------
+
+
+def on_task_finished(run: Run, task: TaskExecution) -> None:
+    """React to ``task``, the latest execution of its task, having reached a terminal status:
+    retry it, fail or cancel the flow execution, queue what it unblocked, or finish."""
+    status = run.execution.status
+    if status == FE.CANCEL_REQUESTED:
+        finish_cancel_if_idle(run)
+        return
+    if status != FE.RUNNING:
+        return  # failed fast, cancelled, deleted...: the report is only recorded
+    run.record(task)
+    if task.status == TE.FAILED:
+        if _retryable(task):
+            queue_retry(run, task)
+        else:
+            fail_flow(run)
+        return
+    if task.status == TE.CANCELLED:
+        cancel_run(run)  # a task that was stopped stops its flow execution
+        return
+    downstream = run.definition.dag.downstream(task.task_name)
+    if not schedule_ready(run, [task.task_name, *downstream]):
+        maybe_finish(run)
+
+
+def _retryable(task: TaskExecution) -> bool:
+    error_type = task.error.get("type") if isinstance(task.error, dict) else None
+    return task.attempt < task.max_attempts and error_type != RESOLUTION_ERROR
+
+
+def queue_retry(run: Run, task: TaskExecution) -> TaskExecution:
+    """The next attempt of a failed task, claimable after the backoff:
+    ``backoff_seconds * backoff_factor ** (attempt - 1)``."""
+    spec = run.definition.task(task.task_name)
+    delay = spec.retries.delay_after(task.attempt)
+    retry = transitions.build_task_execution(
+        execution=run.execution,
+        task_name=task.task_name,
+        idx=task.task_execution_idx + 1,
+        status=TE.QUEUED,
+        executor=task.task_executor_name,
+        max_attempts=task.max_attempts,
+        timeout_seconds=task.timeout_seconds,
+        attempt=task.attempt + 1,
+        input=task.input,
+        available_at=timezone.now() + timedelta(seconds=delay),
+        stale_status=task.stale_status,
+        stale_reason=task.stale_reason,
+    )
+    (created,) = transitions.create_task_executions([retry], flow_id=run.flow_id)
+    run.record(created)
+    sync_outputs(run, [created])
+    return created
+
+
+def has_active_tasks(run: Run) -> bool:
+    return TaskExecution.objects.filter(
+        flow_execution_id=run.execution.id, status__in=TASK_ACTIVE
+    ).exists()
+
+
+def maybe_finish(run: Run) -> None:
+    """End a running flow execution that has nothing active and nothing left to queue."""
+    if run.execution.status != FE.RUNNING or has_active_tasks(run):
+        return
+    if run.pending and schedule_ready(run):
+        return
+    latest = run.load()
+    names = run.definition.names
+    complete = not run.pending and all(
+        name in latest and latest[name].status == TE.COMPLETED for name in names
+    )
+    finish_flow(run, FE.COMPLETED if complete else FE.FAILED)
+    if complete and any(latest[name].stale_status == StaleStatus.STALE for name in names):
+        transitions.change_flow_status(run.execution, FE.STALE)
+
+
+def finish_flow(run: Run, status: str, *, actor: str | None = None) -> None:
+    """Move to a final status and hand the freed slot to the organization's queue."""
+    from executions.engine.capacity import fill_slots
+
+    run.set_pending([])
+    transitions.change_flow_status(run.execution, status, actor=actor)
+    fill_slots(organization_id=run.execution.organization_id)
+
+
+def _waiting_tasks(run: Run) -> list[TaskExecution]:
+    return list(
+        TaskExecution.objects.filter(
+            flow_execution_id=run.execution.id, status__in=(TE.QUEUED, TE.AWAITING_INPUT)
+        )
+    )
+
+
+def fail_flow(run: Run) -> None:
+    """Fail fast: cancel what waits, let running tasks finish, schedule nothing more."""
+    cancelled = transitions.cancel_tasks(_waiting_tasks(run), flow_id=run.flow_id)
+    for task in cancelled:
+        run.record(task)
+    sync_outputs(run, cancelled)
+    finish_flow(run, FE.FAILED)
+
+
+def cancel_run(run: Run, *, actor: str | None = None) -> None:
+    """Cancel queued and awaiting tasks, ask running ones to stop; the flow execution is
+    ``cancelled`` at once if none runs, else ``cancel_requested`` until the last one ends."""
+    cancelled = transitions.cancel_tasks(_waiting_tasks(run), flow_id=run.flow_id, actor=actor)
+    sync_outputs(run, cancelled)
+    run.set_pending([])
+    if transitions.request_cancellation(run.execution) or _has_running(run):
+        transitions.change_flow_status(run.execution, FE.CANCEL_REQUESTED, actor=actor)
+    else:
+        finish_flow(run, FE.CANCELLED, actor=actor)
+
+
+def _has_running(run: Run) -> bool:
+    return TaskExecution.objects.filter(
+        flow_execution_id=run.execution.id, status=TE.RUNNING
+    ).exists()
+
+
+def finish_cancel_if_idle(run: Run) -> None:
+    if run.execution.status != FE.CANCEL_REQUESTED:
+        return
+    cancelled = transitions.cancel_tasks(_waiting_tasks(run), flow_id=run.flow_id)
+    sync_outputs(run, cancelled)
+    if not _has_running(run):
+        finish_flow(run, FE.CANCELLED)

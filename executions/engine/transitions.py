@@ -1,0 +1,333 @@
+"""The one place that changes the status of task executions and flow executions.
+
+Every change is checked against the tables in ``executions.enums``, stamps the timestamps
+that go with it, and queues its event in the operation's batch (``events.emit``). Callers
+hold the flow execution's row lock (``engine.lock_flow_execution``), except the claim and
+heartbeat paths, which are conditional updates whose row counts are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from executions.engine import wakeup
+from executions.engine.events import emit, flow_status_event, task_event
+from executions.enums import (
+    FLOW_EXECUTION_TERMINAL,
+    FLOW_EXECUTION_TRANSITIONS,
+    TASK_EDIT_TARGETS,
+    TASK_EXECUTION_TRANSITIONS,
+    TASK_TERMINAL,
+    FlowExecutionStatus,
+    StaleStatus,
+    TaskExecutionStatus,
+)
+from executions.models import FlowExecution, TaskExecution
+from flowplatform.exceptions import BadRequest, Conflict
+
+TE = TaskExecutionStatus
+FE = FlowExecutionStatus
+
+_UNSET: Any = object()
+
+
+def lease_seconds() -> int:
+    return int(settings.FLOWPLATFORM_LEASE_SECONDS)
+
+
+# -- task executions ------------------------------------------------------------------------
+
+
+def create_task_executions(tasks: Sequence[TaskExecution], *, flow_id: UUID) -> list[TaskExecution]:
+    """Insert new executions (any initial status) and announce them; wakes claimers of
+    queued ones after commit."""
+    if not tasks:
+        return []
+    now = timezone.now()
+    for task in tasks:
+        task.created_at = task.updated_at = now
+        if task.status == TE.QUEUED and task.available_at is None:
+            task.available_at = now
+        if task.status in TASK_TERMINAL:
+            task.completed_at = now
+    created = TaskExecution.objects.bulk_create(tasks)
+    emit(*(task_event("created", task, flow_id=flow_id) for task in created))
+    wakeup.notify_on_commit(t.organization_id for t in created if t.status == TE.QUEUED)
+    return created
+
+
+def build_task_execution(
+    *,
+    execution: FlowExecution,
+    task_name: str,
+    idx: int,
+    status: str,
+    executor: str,
+    max_attempts: int,
+    timeout_seconds: float | None,
+    actor: str = "system",
+    **values: Any,
+) -> TaskExecution:
+    """An unsaved execution of ``task_name`` in ``execution`` (see ``create_task_executions``)."""
+    return TaskExecution(
+        id=uuid4(),
+        organization_id=execution.organization_id,
+        flow_execution_id=execution.id,
+        task_name=task_name,
+        task_execution_idx=idx,
+        status=status,
+        task_executor_name=executor,
+        max_attempts=max_attempts,
+        timeout_seconds=timeout_seconds,
+        modified_by=actor,
+        **values,
+    )
+
+
+def change_task_status(
+    task: TaskExecution,
+    to: str,
+    *,
+    flow_id: UUID,
+    actor: str | None = None,
+    worker_id: str | None = None,
+    output: Any = _UNSET,
+    error: Any = _UNSET,
+    input: Any = _UNSET,
+) -> TaskExecution:
+    """Move ``task`` to ``to`` (or keep its status and update the given fields).
+
+    Raises ``BadRequest`` for a transition the table does not allow. Sets ``started_at`` and
+    the lease when it starts running, ``completed_at`` when it ends, clears the lease when it
+    goes back to the queue.
+    """
+    if to != task.status and to not in TASK_EXECUTION_TRANSITIONS.get(task.status, ()):
+        raise BadRequest(f"A task execution cannot go from {task.status!r} to {to!r}.")
+    now = timezone.now()
+    fields = {"status", "updated_at"}
+    for name, value in (("output", output), ("error", error), ("input", input)):
+        if value is not _UNSET:
+            setattr(task, name, value)
+            fields.add(name)
+    if actor is not None:
+        task.modified_by = actor
+        fields.add("modified_by")
+    if to != task.status:
+        fields |= _status_stamps(task, to, now=now, worker_id=worker_id)
+    task.status = to
+    task.updated_at = now
+    task.save(update_fields=sorted(fields))
+    emit(task_event("updated", task, flow_id=flow_id))
+    if to == TE.QUEUED:
+        wakeup.notify_on_commit([task.organization_id])
+    return task
+
+
+def _status_stamps(
+    task: TaskExecution, to: str, *, now: datetime, worker_id: str | None
+) -> set[str]:
+    if to == TE.RUNNING:
+        task.started_at = task.started_at or now
+        task.lease_owner = worker_id or task.lease_owner
+        task.lease_expires_at = now + timedelta(seconds=lease_seconds())
+        return {"started_at", "lease_owner", "lease_expires_at"}
+    if to == TE.QUEUED:
+        task.started_at = task.lease_owner = task.lease_expires_at = None
+        # A released task keeps its place in line.
+        if task.available_at is None or task.available_at > now:
+            task.available_at = now
+        task.cancel_requested = False
+        return {"started_at", "lease_owner", "lease_expires_at", "available_at", "cancel_requested"}
+    if to in TASK_TERMINAL:
+        task.completed_at = now
+        task.lease_expires_at = None
+        return {"completed_at", "lease_expires_at"}
+    return set()
+
+
+def edit_task(
+    task: TaskExecution,
+    *,
+    flow_id: UUID,
+    actor: str,
+    changes: dict[str, Any],
+    edited_status: str,
+) -> TaskExecution:
+    """A person's edit (PUT): the only change allowed to a terminal execution.
+
+    ``changes`` may hold ``status`` (one of ``TASK_EDIT_TARGETS`` or the current status),
+    ``output``, ``error`` and ``input``. The edited execution is consistent again: a person
+    has vouched for it.
+    """
+    check_edit(task, changes.get("status"))
+    now = timezone.now()
+    fields = {"updated_at", "modified_by", "edited_status", "stale_status", "stale_reason"}
+    status = changes.get("status", task.status)
+    if status != task.status:
+        fields |= _status_stamps(task, status, now=now, worker_id=None)
+        task.status = status
+        fields.add("status")
+    for name in ("output", "error", "input"):
+        if name in changes:
+            setattr(task, name, changes[name])
+            fields.add(name)
+    task.modified_by = actor
+    task.edited_status = edited_status
+    task.stale_status = StaleStatus.CONSISTENT
+    task.stale_reason = None
+    task.updated_at = now
+    task.save(update_fields=sorted(fields))
+    emit(task_event("updated", task, flow_id=flow_id))
+    return task
+
+
+def check_edit(task: TaskExecution, status: str | None) -> None:
+    """``BadRequest`` unless a person may set ``status`` on ``task``."""
+    if task.status == TE.DELETED:
+        raise BadRequest("A deleted task execution cannot be edited.")
+    if status is not None and status != task.status and status not in TASK_EDIT_TARGETS:
+        allowed = ", ".join(sorted(TASK_EDIT_TARGETS))
+        raise BadRequest(
+            f"An edit may set status to {allowed} (or keep {task.status!r}), not {status!r}.",
+            details=[{"loc": ["body", "status"], "msg": "Not allowed here.", "type": "invalid"}],
+        )
+
+
+def set_edited_status(tasks: Iterable[TaskExecution], edited_status: str, *, flow_id: UUID) -> None:
+    changed = [task for task in tasks if task.edited_status != edited_status]
+    if not changed:
+        return
+    now = timezone.now()
+    TaskExecution.objects.filter(id__in=[t.id for t in changed]).update(
+        edited_status=edited_status, updated_at=now
+    )
+    for task in changed:
+        task.edited_status, task.updated_at = edited_status, now
+    emit(*(task_event("updated", task, flow_id=flow_id) for task in changed))
+
+
+def mark_tasks_stale(
+    tasks: Sequence[TaskExecution], *, flow_id: UUID, reason: dict[str, Any]
+) -> None:
+    """Flag executions whose inputs are outdated (their status is kept)."""
+    if not tasks:
+        return
+    now = timezone.now()
+    TaskExecution.objects.filter(id__in=[t.id for t in tasks]).update(
+        stale_status=StaleStatus.STALE, stale_reason=reason, updated_at=now
+    )
+    for task in tasks:
+        task.stale_status, task.stale_reason, task.updated_at = StaleStatus.STALE, reason, now
+    emit(*(task_event("stale", task, flow_id=flow_id) for task in tasks))
+
+
+def cancel_tasks(
+    tasks: Sequence[TaskExecution], *, flow_id: UUID, actor: str | None = None
+) -> list[TaskExecution]:
+    """Cancel the given executions that are still queued or awaiting input.
+
+    Locks them first so a claim committing meanwhile is seen: a task that a worker took in
+    the meantime is running and is not cancelled here (ask it with ``request_cancellation``).
+    """
+    if not tasks:
+        return []
+    waiting = (TE.QUEUED, TE.AWAITING_INPUT)
+    by_id = {t.id: t for t in tasks}
+    current = dict(
+        TaskExecution.objects.select_for_update()
+        .filter(id__in=list(by_id))
+        .values_list("id", "status")
+    )
+    targets = [by_id[pk] for pk, status in current.items() if status in waiting]
+    for task in tasks:
+        task.status = current.get(task.id, task.status)
+    if not targets:
+        return []
+    now = timezone.now()
+    values: dict[str, Any] = {"status": TE.CANCELLED, "completed_at": now, "updated_at": now}
+    if actor is not None:
+        values["modified_by"] = actor
+    TaskExecution.objects.filter(id__in=[t.id for t in targets]).update(**values)
+    for task in targets:
+        for name, value in values.items():
+            setattr(task, name, value)
+    emit(*(task_event("updated", task, flow_id=flow_id) for task in targets))
+    return targets
+
+
+def request_cancellation(execution: FlowExecution) -> int:
+    """Flag the running executions of ``execution``; heartbeats tell their workers."""
+    return TaskExecution.objects.filter(
+        flow_execution_id=execution.id, status=TE.RUNNING, cancel_requested=False
+    ).update(cancel_requested=True)
+
+
+def claim(candidates: QuerySet[TaskExecution], *, limit: int, worker_id: str) -> list[UUID]:
+    """Atomically move up to ``limit`` of ``candidates`` (queued) to running for ``worker_id``.
+
+    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then one UPDATE, so concurrent claimers
+    never wait for or take the same rows. Elsewhere (SQLite): one compare-and-set UPDATE per
+    row, ``WHERE status = 'queued'``, keeping the rows whose update count is 1.
+    """
+    now = timezone.now()
+    values = {
+        "status": TE.RUNNING,
+        "started_at": now,
+        "updated_at": now,
+        "lease_owner": worker_id,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds()),
+        "cancel_requested": False,
+    }
+    if connection.features.has_select_for_update_skip_locked:
+        locked = candidates.select_for_update(skip_locked=True, of=("self",))
+        ids = list(locked.values_list("id", flat=True)[:limit])
+        if ids:
+            TaskExecution.objects.filter(id__in=ids).update(**values)
+        return ids
+    claimed: list[UUID] = []
+    for pk in candidates.values_list("id", flat=True)[: limit * 2]:
+        if TaskExecution.objects.filter(id=pk, status=TE.QUEUED).update(**values) == 1:
+            claimed.append(pk)
+            if len(claimed) == limit:
+                break
+    return claimed
+
+
+# -- flow executions ------------------------------------------------------------------------
+
+
+def change_flow_status(
+    execution: FlowExecution, to: str, *, actor: str | None = None
+) -> FlowExecution:
+    """Move ``execution`` to ``to``; ``Conflict`` when the table does not allow it.
+
+    Stamps ``started_at`` when it (re)starts running and ``completed_at`` when it ends.
+    """
+    if to == execution.status:
+        return execution
+    if to not in FLOW_EXECUTION_TRANSITIONS.get(execution.status, ()):
+        raise Conflict(f"A flow execution cannot go from {execution.status!r} to {to!r}.")
+    now = timezone.now()
+    fields = ["status", "updated_at"]
+    if to == FE.RUNNING:
+        execution.started_at, execution.completed_at = now, None
+        fields += ["started_at", "completed_at"]
+    elif to in FLOW_EXECUTION_TERMINAL:
+        execution.completed_at = now
+        fields.append("completed_at")
+    if actor is not None:
+        execution.modified_by = actor
+        fields.append("modified_by")
+    execution.status = to
+    execution.updated_at = now
+    execution.save(update_fields=fields)
+    emit(flow_status_event(execution))
+    return execution

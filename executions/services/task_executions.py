@@ -1,0 +1,169 @@
+"""Worker reports: ``POST /api/task-executions`` (seed 002), an idempotent upsert on
+``(flow_execution_id, task_name, task_execution_idx)`` that drives the engine.
+
+Rules (DESIGN §8): reports may skip states (queued → completed); repeating a terminal report
+answers the stored record and changes nothing; a report that would change a terminal
+execution, or comes from a worker that no longer holds the running execution's lease, is a
+409 and changes nothing. Only a person's edit (PUT, ``task_execution_edits``) changes a
+terminal execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from executions import dsl
+from executions.engine import transitions
+from executions.engine.events import collecting
+from executions.engine.scheduling import on_task_finished, sync_outputs
+from executions.engine.state import Run, lock_flow_execution
+from executions.enums import TASK_REPORTABLE, TASK_TERMINAL, TaskExecutionStatus
+from executions.models import TaskExecution
+from flowplatform.exceptions import BadRequest, Conflict, Forbidden
+from flowplatform.principal import Principal
+
+TE = TaskExecutionStatus
+REPORTED_FIELDS = ("input", "output", "error")
+
+
+def actor_of(principal: Principal, data: Mapping[str, Any]) -> str:
+    """``modified_by``: the user's id for user keys; for service keys the body's
+    ``modified_by`` or ``system`` (DESIGN §5)."""
+    if principal.is_service and data.get("modified_by"):
+        return str(data["modified_by"])
+    return principal.actor
+
+
+def check_organization(principal: Principal, data: Mapping[str, Any]) -> None:
+    body_org = data.get("organization_id")
+    if body_org is not None and str(body_org) != str(principal.organization.id):
+        raise Forbidden("organization_id does not match the caller's organization.")
+
+
+def task_spec(run: Run, task_name: str) -> dsl.TaskSpec:
+    try:
+        return run.definition.task(task_name)
+    except KeyError:
+        raise BadRequest(
+            f"Unknown task name {task_name!r} for this flow execution's flow version.",
+            details=[{"loc": ["body", "task_name"], "msg": "Unknown task.", "type": "unknown"}],
+        ) from None
+
+
+@transaction.atomic
+def report_task_execution(
+    *, principal: Principal, data: Mapping[str, Any]
+) -> tuple[TaskExecution, bool]:
+    """Create or update the reported task execution; ``(task execution, created)``.
+
+    Takes the flow execution's row lock, so identical concurrent reports are serialized and
+    produce one row (the unique constraint, behind a savepoint, is the backstop). A report
+    that makes the latest execution of its task terminal lets the engine react in the same
+    transaction (queue downstream, retry, fail or finish the flow execution).
+    """
+    check_organization(principal, data)
+    status = data["status"]
+    if status not in TASK_REPORTABLE:
+        allowed = ", ".join(sorted(TASK_REPORTABLE))
+        raise BadRequest(
+            f"Invalid status {status!r}; a report's status is one of {allowed}.",
+            details=[{"loc": ["body", "status"], "msg": "Invalid status.", "type": "enum"}],
+        )
+    with collecting():
+        execution = lock_flow_execution(
+            flow_execution_id=data["flow_execution_id"], organization=principal.organization
+        )
+        run = Run.of(execution)
+        spec = task_spec(run, data["task_name"])
+        actor = actor_of(principal, data)
+        task = _locked_task(run, data)
+        if task is None:
+            task = _create(run, spec, data, actor=actor)
+            if task is not None:
+                _after_change(run, task, was_terminal=False)
+                return task, True
+            task = _locked_task(run, data)
+            assert task is not None
+        _update(run, task, data, actor=actor)
+        return task, False
+
+
+def _locked_task(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:
+    return (
+        TaskExecution.objects.select_for_update()
+        .filter(
+            flow_execution_id=run.execution.id,
+            task_name=data["task_name"],
+            task_execution_idx=data["task_execution_idx"],
+        )
+        .first()
+    )
+
+
+def _create(
+    run: Run, spec: dsl.TaskSpec, data: Mapping[str, Any], *, actor: str
+) -> TaskExecution | None:
+    """Insert the reported execution; None if the key appeared meanwhile."""
+    status = data["status"]
+    values: dict[str, Any] = {name: data[name] for name in REPORTED_FIELDS if name in data}
+    if status == TE.RUNNING:
+        now = timezone.now()
+        values.update(
+            started_at=now,
+            lease_owner=data.get("worker_id"),
+            lease_expires_at=now + timedelta(seconds=transitions.lease_seconds()),
+        )
+    task = transitions.build_task_execution(
+        execution=run.execution,
+        task_name=spec.name,
+        idx=data["task_execution_idx"],
+        status=status,
+        executor=spec.task_executor_name,
+        max_attempts=spec.retries.max_attempts,
+        timeout_seconds=spec.timeout_seconds,
+        actor=actor,
+        **values,
+    )
+    try:
+        with transaction.atomic():
+            (created,) = transitions.create_task_executions([task], flow_id=run.flow_id)
+    except IntegrityError:
+        return None
+    return created
+
+
+def _update(run: Run, task: TaskExecution, data: Mapping[str, Any], *, actor: str) -> None:
+    status = data["status"]
+    sent = {name: data[name] for name in REPORTED_FIELDS if name in data}
+    same = task.status == status and all(getattr(task, k) == v for k, v in sent.items())
+    was_terminal = task.status in TASK_TERMINAL
+    if was_terminal:
+        if same:
+            return  # a repeated report: answered with the stored record
+        raise Conflict(
+            f"The task execution is already {task.status}; only a person's edit (PUT) changes "
+            "a finished task execution."
+        )
+    worker = data.get("worker_id")
+    if task.status == TE.RUNNING and worker and task.lease_owner and worker != task.lease_owner:
+        raise Conflict("Another worker holds this task execution's lease.")
+    if same:
+        return
+    transitions.change_task_status(
+        task, status, flow_id=run.flow_id, actor=actor, worker_id=worker, **sent
+    )
+    _after_change(run, task, was_terminal=was_terminal)
+
+
+def _after_change(run: Run, task: TaskExecution, *, was_terminal: bool) -> None:
+    if not run.is_latest(task):
+        return  # an older attempt: history only
+    run.record(task)
+    sync_outputs(run, [task])
+    if task.status in TASK_TERMINAL and not was_terminal:
+        on_task_finished(run, task)

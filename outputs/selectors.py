@@ -1,0 +1,179 @@
+"""Reading task outputs, always scoped to one organization.
+
+Soft-deleted outputs (``status = deleted``) are invisible to every read (seed 000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from django.db import connections
+from django.db.models import Func, Q, QuerySet, TextField
+from django.db.models.functions import Cast
+
+from executions.enums import TaskOutputStatus
+from flowplatform.exceptions import NotFound, raise_validation
+from flowplatform.models import Organization
+from flowplatform.representation import iso
+from outputs.models import TaskOutput
+
+# The columns of ``outputs.representations.task_output_data``, in its order.
+ROW_FIELDS = (
+    "id",
+    "organization_id",
+    "flow_execution_id",
+    "flow_version",
+    "task_name",
+    "summary",
+    "output",
+    "tags",
+    "status",
+    "created_at",
+    "updated_at",
+    "modified_by",
+    "edited_status",
+    "stale_status",
+)
+_CREATED_AT = ROW_FIELDS.index("created_at")
+_UPDATED_AT = ROW_FIELDS.index("updated_at")
+
+
+@dataclass(frozen=True)
+class TaskOutputFilters:
+    flow_execution_id: UUID | None = None
+    task_name: str | None = None
+    status: str | None = None
+    created_after: datetime | None = None  # exclusive
+    created_before: datetime | None = None  # exclusive
+    # Cursor: only rows after this output in list order (keyset on (created_at, id)).
+    starting_after: UUID | None = None
+
+
+def visible_task_outputs(*, organization: Organization) -> QuerySet[TaskOutput]:
+    return TaskOutput.objects.filter(organization=organization).exclude(
+        status=TaskOutputStatus.DELETED
+    )
+
+
+def get_task_output(*, organization: Organization, task_output_id: str | UUID) -> TaskOutput:
+    """The organization's output; NotFound for unknown, malformed, foreign or deleted ids."""
+    pk = _as_uuid(task_output_id)
+    row = (
+        visible_task_outputs(organization=organization).filter(pk=pk).first()
+        if pk is not None
+        else None
+    )
+    if row is None:
+        raise NotFound("Task output not found.")
+    return row
+
+
+def task_output_cursor(
+    *, organization: Organization, task_output_id: UUID
+) -> tuple[datetime, UUID]:
+    """The list position of ``starting_after``: the (created_at, id) of that output.
+
+    An id that is not one of the organization's outputs is a bad query parameter (422,
+    loc ``["query", "starting_after"]``), answered the same for unknown and foreign ids. A
+    soft-deleted output still marks its position, so a walk through the pages survives
+    the deletion of the row it stopped on.
+    """
+    created_at = (
+        TaskOutput.objects.filter(organization=organization, pk=task_output_id)
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if created_at is None:
+        raise_validation({"starting_after": ["No task output with this id."]}, location="query")
+    return created_at, task_output_id
+
+
+def list_task_outputs(
+    *, organization: Organization, filters: TaskOutputFilters
+) -> QuerySet[TaskOutput]:
+    """The organization's visible outputs matching ``filters``, newest first
+    (``created_at`` desc, ``id`` desc); served by the ``to_org_created`` index.
+
+    Raises ValidationFailed (422) when ``starting_after`` is not one of the organization's
+    outputs (see ``task_output_cursor``).
+    """
+    qs = visible_task_outputs(organization=organization)
+    if filters.flow_execution_id is not None:
+        qs = qs.filter(flow_execution_id=filters.flow_execution_id)
+    if filters.task_name is not None:
+        qs = qs.filter(task_name=filters.task_name)
+    if filters.status is not None:
+        qs = qs.filter(status=filters.status)
+    if filters.created_after is not None:
+        qs = qs.filter(created_at__gt=filters.created_after)
+    if filters.created_before is not None:
+        qs = qs.filter(created_at__lt=filters.created_before)
+    if filters.starting_after is not None:
+        created_at, pk = task_output_cursor(
+            organization=organization, task_output_id=filters.starting_after
+        )
+        qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk))
+    return qs.order_by("-created_at", "-id")
+
+
+class IsoUtc(Func):
+    """PostgreSQL: a timestamptz as ISO 8601 UTC text, microseconds and ``Z`` included."""
+
+    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    output_field = TextField()
+
+
+_JSON_FIELDS = frozenset({"summary", "output", "tags"})
+_UUID_FIELDS = frozenset({"id", "organization_id", "flow_execution_id"})
+_TIME_FIELDS = frozenset({"created_at", "updated_at"})
+
+
+def task_output_rows(queryset: QuerySet[TaskOutput]) -> QuerySet:
+    """``queryset`` as value tuples in ``ROW_FIELDS`` order, for ``row_dict``.
+
+    No model instances, and the database does the conversions it does fastest: JSON columns
+    come as their JSON text (spliced into the response without being parsed and re-encoded)
+    and, on PostgreSQL, ids and timestamps come as the text the API shows.
+    """
+    postgres = connections[queryset.db].vendor == "postgresql"
+    columns: list[Any] = []
+    for name in ROW_FIELDS:
+        if name in _JSON_FIELDS or (postgres and name in _UUID_FIELDS):
+            columns.append(Cast(name, output_field=TextField()))
+        elif postgres and name in _TIME_FIELDS:
+            columns.append(IsoUtc(name))
+        else:
+            columns.append(name)
+    return queryset.values_list(*columns)
+
+
+def row_dict(values: tuple[Any, ...]) -> dict[str, Any]:
+    """One ``task_output_rows`` tuple rendered exactly as ``task_output_data`` renders it
+    (for the JSON encoder of ``flowplatform.renderers``: UUID objects and pre-encoded JSON
+    fragments are written as they are)."""
+    row = dict(zip(ROW_FIELDS, values, strict=True))
+    for name in _JSON_FIELDS:
+        if row[name] is not None:
+            row[name] = orjson.Fragment(row[name])
+    row["created_at"] = _iso(values[_CREATED_AT])
+    row["updated_at"] = _iso(values[_UPDATED_AT])
+    return row
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if isinstance(value, str):  # IsoUtc text; iso() leaves out a zero fraction
+        return value[:-8] + "Z" if value.endswith(".000000Z") else value
+    return iso(value)
+
+
+def _as_uuid(value: str | UUID) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
