@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test test-postgres lint venv migrations-check bench clean
+.PHONY: run test test-postgres lint venv migrations-check bench clean serve-prod
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: venv
 	$(PY) manage.py setupdbrole --if-configured
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Production serving (docs/deploy.md): gunicorn + uvicorn worker processes, graceful
+## SIGTERM. Needs DATABASE_URL (PostgreSQL), REDIS_URL, SECRET_KEY, ALLOWED_HOSTS; migrate first.
+serve-prod: venv
+	VENV=$(VENV) bin/serve-prod
 
 lint: venv
 	$(VENV)/bin/ruff check .

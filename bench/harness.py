@@ -1,29 +1,54 @@
-"""Shared benchmark plumbing: start servers on loopback, drive them with wrk, print tables.
+"""Shared benchmark plumbing: servers on loopback, wrk runs, the floor, tables.
 
-Everything is bounded: servers are started on free loopback ports and killed on exit, and
-each load run has a fixed duration.
+Everything is bounded: servers listen on free loopback ports and are killed on exit (their
+whole process group), every wrk run has a fixed duration and a timeout, and every benchmark
+deletes the rows it created.
+
+The shape of an HTTP benchmark (``bench/task_executions_create.py`` and its siblings):
+
+1. ``setup_django()`` in the driver process (flowplatform settings, ``DATABASE_URL``), then
+   seed an organization of its own with ``new_organization()`` and the rows it needs.
+2. ``with serving(mode, workers) as servers:`` starts flowplatform and the floor
+   (``bench/floor``) the same way: gunicorn sync workers (WSGI) or uvicorn workers (ASGI).
+3. ``compare(...)`` warms both up and measures them in the same run, back to back and
+   interleaved (flowplatform, floor, floor, flowplatform, ...), so load from anything else
+   on the machine hits both alike. The headline is the ratio flowplatform / floor.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
 PYTHON = sys.executable
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MAX_SECONDS = 60
+MAX_CONNECTIONS = 256
+WRK_THREADS = 2
+# Default worker processes per server. On 2 cores with PostgreSQL, wrk and Redis on the same
+# machine these measured best (bench/README.md, "Serving"): sync workers block on every
+# database round trip, so a few more of them than cores keep the CPUs busy.
+DEFAULT_WORKERS = {"gunicorn": 4, "uvicorn": 2}
 
 WRK_REPORT = """
 done = function(summary, latency, requests)
@@ -37,6 +62,29 @@ done = function(summary, latency, requests)
 end
 """
 
+# Every script gets ``tid`` (0..threads-1) from ``setup`` and ``next_n()``: a number unique
+# across the run's threads and across runs (``BASE`` differs per run), for unique keys.
+LUA_PRELUDE = """
+local thread_count = 0
+function setup(thread)
+  thread:set("tid", thread_count)
+  thread_count = thread_count + 1
+end
+local n = 0
+function next_n()
+  n = n + 1
+  return BASE + n * THREADS + tid
+end
+"""
+
+
+def database_url() -> str:
+    return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -44,10 +92,162 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# --- the driver's own Django (seeding, cleanup) ------------------------------------------------
+
+
+def setup_django() -> None:
+    """Django with flowplatform's settings in this process, migrated, seeing every
+    organization (like a management command: ``tenancy.bypass_process``)."""
+    os.environ.setdefault("DATABASE_URL", database_url())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from flowplatform import tenancy
+
+    tenancy.bypass_process()
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def new_organization(prefix: str) -> tuple[Any, str]:
+    """A fresh organization with a high concurrency cap and a service key (raw)."""
+    from flowplatform.services import create_api_key, create_organization
+
+    organization = create_organization(
+        name=f"{prefix}-{uuid.uuid4().hex[:8]}", max_concurrent_executions=10_000
+    )
+    _, key = create_api_key(organization=organization, kind="service", name="bench")
+    return organization, key
+
+
+# Tenant tables in foreign-key order (children first).
+_ORG_TABLES = (
+    "realtime_event",
+    "executions_taskstatus",
+    "outputs_taskoutput",
+    "executions_taskexecution",
+    "executions_flowexecution",
+    "executions_flowversion",
+    "executions_flow",
+    "flowplatform_apikey",
+    "flowplatform_serviceaccount",
+    "flowplatform_membership",
+)
+
+
+def delete_organization(organization: Any) -> None:
+    """Delete everything the benchmark created for ``organization`` (plain SQL: the ORM's
+    cascade collector would load every row first)."""
+    from django.db import connection, transaction
+
+    from flowplatform import tenancy
+
+    with transaction.atomic(), tenancy.bypass(), connection.cursor() as cursor:
+        for table in _ORG_TABLES:
+            cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [organization.id])
+        cursor.execute("DELETE FROM flowplatform_organization WHERE id = %s", [organization.id])
+
+
+def make_flow(organization: Any, tasks: list[dict[str, Any]], *, name: str = "bench") -> Any:
+    """A published flow (version 1) with ``tasks`` (DSL task dicts)."""
+    from executions import dsl
+    from executions.models import Flow, FlowVersion
+
+    canonical = dsl.validate_definition({"tasks": tasks}).to_dict()
+    flow = Flow.objects.create(
+        organization=organization, display_name=name, definition=canonical, version=1
+    )
+    FlowVersion.objects.create(
+        organization=organization, flow=flow, version=1, definition=canonical
+    )
+    return flow
+
+
+def noop_tasks(names: Sequence[str], deps: dict[str, list[str]] | None = None) -> list[dict]:
+    deps = deps or {}
+    return [{"name": n, "task_executor_name": "noop", "depends_on": deps.get(n, [])} for n in names]
+
+
+def start_execution(flow: Any) -> Any:
+    """A flow execution of ``flow`` started by the engine (its root tasks queued)."""
+    from executions import engine
+    from executions.models import FlowExecution
+
+    execution = FlowExecution.objects.create(
+        organization_id=flow.organization_id, flow=flow, flow_version=1, input={}
+    )
+    engine.start_flow_execution(execution=execution, actor="bench")
+    execution.refresh_from_db()
+    return execution
+
+
+# --- the floor's table -------------------------------------------------------------------------
+
+FLOOR_TABLE = "bench_floor_row"
+
+
+def _psycopg_conninfo(url: str) -> str:
+    return url.replace("postgres://", "postgresql://", 1)
+
+
+def prepare_floor() -> None:
+    """Create the floor's table when missing (by the owning role when
+    ``MIGRATION_DATABASE_URL`` is set, so the application's role is granted it)."""
+    import psycopg
+
+    owner_url = os.environ.get("MIGRATION_DATABASE_URL") or database_url()
+    with psycopg.connect(_psycopg_conninfo(owner_url), autocommit=True) as conn:
+        conn.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (
+                id uuid PRIMARY KEY,
+                "group" uuid NOT NULL,
+                name varchar(200) NOT NULL,
+                idx integer NOT NULL,
+                status varchar(20) NOT NULL,
+                payload jsonb NULL,
+                created_at timestamp with time zone NOT NULL
+            )
+            """
+        )
+        conn.execute(f'CREATE INDEX IF NOT EXISTS bench_floor_row_group ON {FLOOR_TABLE} ("group")')
+
+
+def floor_rows(group: uuid.UUID, count: int) -> None:
+    """``count`` rows in the floor's table under ``group`` (for its list)."""
+    import psycopg
+
+    with psycopg.connect(_psycopg_conninfo(database_url()), autocommit=True) as conn:
+        conn.execute(
+            f"""
+            INSERT INTO {FLOOR_TABLE} (id, "group", name, idx, status, payload, created_at)
+            SELECT gen_random_uuid(), %s, 'task_' || g, g, 'completed',
+                   jsonb_build_object('n', g), now() - g * interval '1 millisecond'
+            FROM generate_series(0, %s - 1) AS g
+            """,
+            [group, count],
+        )
+
+
+def delete_floor_rows(groups: Sequence[uuid.UUID]) -> None:
+    import psycopg
+
+    with psycopg.connect(_psycopg_conninfo(database_url()), autocommit=True) as conn:
+        conn.execute(f'DELETE FROM {FLOOR_TABLE} WHERE "group" = ANY(%s)', [list(groups)])
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
 @dataclass
 class Server:
+    name: str
     process: subprocess.Popen
     port: int
+    log: Path
 
     @property
     def url(self) -> str:
@@ -58,73 +258,140 @@ def server_command(*, app: str, mode: str, port: int, workers: int) -> list[str]
     """``app`` is a dotted module prefix (``flowplatform`` or ``bench.floor``)."""
     if mode == "gunicorn":
         return [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            f"{app}.wsgi:application",
-            "-w",
-            str(workers),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "sync",
-            "--log-level",
-            "warning",
-            "--keep-alive",
-            "5",
-        ]
+            PYTHON, "-m", "gunicorn", f"{app}.wsgi:application",
+            "--workers", str(workers), "--worker-class", "sync",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+            "--backlog", "2048",
+        ]  # fmt: skip
     if mode == "uvicorn":
         return [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            f"{app}.asgi:application",
-            "--workers",
-            str(workers),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--lifespan",
-            "off",
-        ]
-    raise ValueError(mode)
+            PYTHON, "-m", "uvicorn", f"{app}.asgi:application",
+            "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log", "--lifespan", "off",
+            "--backlog", "2048",
+        ]  # fmt: skip
+    raise ValueError(f"unknown serving mode {mode!r}")
+
+
+def flowplatform_env(*, redis: bool = True, **extra: str) -> dict[str, str]:
+    """Production-like settings: DEBUG off, PostgreSQL, Redis channel layer, JSON logs at
+    the production level (``LOG_LEVEL``, default INFO) written to the server's log file."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "flowplatform.settings",
+        "DATABASE_URL": database_url(),
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-" + secrets.token_urlsafe(32),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": "json",
+    }
+    if redis:
+        env["REDIS_URL"] = redis_url()
+    env.update(extra)
+    return env
+
+
+def connection_env(mode: str) -> dict[str, str]:
+    """How each server process holds its database connections. Sync workers keep one
+    persistent connection (``CONN_MAX_AGE``). Under ASGI every request's ORM calls run on a
+    thread of its own, so persistent connections pile up until PostgreSQL refuses more
+    ("too many clients"): a psycopg pool per process instead (bin/serve-prod does the same)."""
+    if mode == "uvicorn":
+        return {"CONN_MAX_AGE": "0", "DATABASE_POOL": "true"}
+    return {"CONN_MAX_AGE": "60", "DATABASE_POOL": "false"}
+
+
+def floor_env() -> dict[str, str]:
+    return {"DJANGO_SETTINGS_MODULE": "bench.floor.settings", "DATABASE_URL": database_url()}
 
 
 @contextlib.contextmanager
 def running_server(
-    *, app: str, mode: str, workers: int, env: dict[str, str], probe: str = "/"
+    *,
+    name: str,
+    app: str,
+    mode: str,
+    workers: int,
+    env: dict[str, str],
+    probe: str = "/",
+    command: list[str] | None = None,
 ) -> Iterator[Server]:
+    """One server process group on a free loopback port, killed on exit. Its output goes
+    to a log file (printed if it fails to start)."""
+    import httpx
+
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    process = subprocess.Popen(
-        server_command(app=app, mode=mode, port=port, workers=workers),
-        cwd=ROOT,
-        env=full_env,
-        start_new_session=True,
-    )
-    server = Server(process, port)
+    base = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "TEST_DATABASE_NAME"}}
+    full_env = {**base, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
+    log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command or server_command(app=app, mode=mode, port=port, workers=workers),
+            cwd=ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(name, process, port, log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(server.url + probe, timeout=1)
+                httpx.get(server.url + probe, timeout=2)
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} server did not start") from None
+                    sys.stderr.write(log.read_text()[-4000:])
+                    raise RuntimeError(f"{name} server did not start") from None
                 time.sleep(0.2)
         yield server
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        with contextlib.suppress(OSError):
+            log.unlink()
+
+
+@dataclass
+class Servers:
+    mode: str
+    workers: int
+    flowplatform: Server
+    floor: Server
+
+
+@contextlib.contextmanager
+def serving(mode: str, workers: int, *, redis: bool = True) -> Iterator[Servers]:
+    """flowplatform and the floor, served the same way, side by side."""
+    prepare_floor()
+    with (
+        running_server(
+            name="flowplatform",
+            app="flowplatform",
+            mode=mode,
+            workers=workers,
+            env={**flowplatform_env(redis=redis), **connection_env(mode)},
+            probe="/healthz",
+        ) as fp,
+        running_server(
+            name="floor",
+            app="bench.floor",
+            mode=mode,
+            workers=workers,
+            env={**floor_env(), **connection_env(mode)},
+        ) as floor,
+    ):
+        yield Servers(mode, workers, fp, floor)
+
+
+# --- load --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -141,12 +408,29 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+_run_counter = 0
+
+
 def wrk(
-    *, label: str, url: str, lua: str, connections: int = 16, seconds: int = 10, threads: int = 2
+    *,
+    label: str,
+    url: str,
+    lua: str,
+    connections: int = 16,
+    seconds: float = 10,
+    threads: int = WRK_THREADS,
 ) -> LoadResult:
-    """Run wrk with ``lua`` (which sets ``request``/``wrk.*``) plus a JSON report."""
+    """Run wrk against ``url`` with ``lua`` (which defines ``request``), after the prelude
+    (``tid``, ``next_n()``), and return its figures."""
+    global _run_counter
+    _run_counter += 1
+    threads = max(1, min(threads, connections))
+    seconds = max(1, min(int(round(seconds)), MAX_SECONDS))
+    connections = max(1, min(connections, MAX_CONNECTIONS))
+    header = f"BASE = {_run_counter * 1_000_000}\n"
+    header += f"THREADS = {threads}\n"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(lua + "\n" + WRK_REPORT)
+        script.write(header + LUA_PRELUDE + lua + "\n" + WRK_REPORT)
     try:
         out = subprocess.run(
             [
@@ -162,7 +446,7 @@ def wrk(
                 "-s",
                 script.name,
                 url,
-            ],
+            ],  # fmt: skip
             capture_output=True,
             text=True,
             timeout=seconds + 60,
@@ -182,17 +466,280 @@ def wrk(
     )
 
 
-def print_table(rows: list[LoadResult], *, baseline: LoadResult | None = None) -> None:
-    print(
-        f"{'benchmark':<52} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs floor':>9}"
-    )
-    for row in rows:
-        ratio = f"{row.rps / baseline.rps:8.0%}" if baseline and baseline.rps else ""
-        print(
-            f"{row.label:<52} {row.rps:9.0f} {row.p50_ms:8.1f} {row.p99_ms:8.1f} "
-            f"{row.errors:7d} {ratio:>9}"
-        )
-
-
 def lua_string(value: str) -> str:
+    """A Lua string literal (JSON's escaping is valid Lua for what we send)."""
     return json.dumps(value)
+
+
+def lua_request(
+    method: str, path: str, *, body_expr: str | None = None, key: str | None = None
+) -> str:
+    """A ``request`` function: ``body_expr`` is a Lua expression (may call ``next_n()``)."""
+    headers = ['["Content-Type"] = "application/json"']
+    if key:
+        headers.append(f'["Authorization"] = {lua_string("Bearer " + key)}')
+    body = body_expr or "nil"
+    return f"""
+local headers = {{{", ".join(headers)}}}
+request = function()
+  return wrk.format({lua_string(method)}, {lua_string(path)}, headers, {body})
+end
+"""
+
+
+@dataclass
+class Target:
+    """One side of a comparison: what to send to which server."""
+
+    label: str
+    server: Callable[[Servers], Server]
+    lua: str
+
+
+@dataclass
+class Comparison:
+    name: str
+    flowplatform: LoadResult
+    floor: LoadResult | None
+    rounds: list[tuple[LoadResult, LoadResult | None]] = field(default_factory=list)
+    notes: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.floor is None or not self.floor.rps:
+            return None
+        return self.flowplatform.rps / self.floor.rps
+
+
+def _combine(label: str, runs: list[LoadResult]) -> LoadResult:
+    return LoadResult(
+        label=label,
+        requests=sum(r.requests for r in runs),
+        seconds=sum(r.seconds for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=max(r.p99_ms for r in runs),
+        errors=sum(r.errors for r in runs),
+    )
+
+
+def compare(
+    servers: Servers,
+    *,
+    name: str,
+    flowplatform: Target,
+    floor: Target | None,
+    seconds: float,
+    connections: int,
+    rounds: int = 2,
+    warmup: float = 2,
+) -> Comparison:
+    """Warm both up, then ``rounds`` measured runs of ``seconds / rounds`` each side,
+    alternating which side goes first (ABBA…). Requests/s is the total over the rounds,
+    p50 the median of the rounds' p50s, p99 the worst round's p99."""
+    sides = [flowplatform] + ([floor] if floor else [])
+    for side in sides:
+        wrk(
+            label="warmup",
+            url=side.server(servers).url,
+            lua=side.lua,
+            connections=connections,
+            seconds=warmup,
+        )
+    per_round = max(1.0, seconds / rounds)
+    results: dict[str, list[LoadResult]] = {side.label: [] for side in sides}
+    pairs: list[tuple[LoadResult, LoadResult | None]] = []
+    for index in range(rounds):
+        order = sides if index % 2 == 0 else list(reversed(sides))
+        got: dict[str, LoadResult] = {}
+        for side in order:
+            got[side.label] = wrk(
+                label=side.label,
+                url=side.server(servers).url,
+                lua=side.lua,
+                connections=connections,
+                seconds=per_round,
+            )
+            results[side.label].append(got[side.label])
+        pairs.append((got[flowplatform.label], got.get(floor.label) if floor else None))
+    fp = _combine(flowplatform.label, results[flowplatform.label])
+    fl = _combine(floor.label, results[floor.label]) if floor else None
+    return Comparison(name=name, flowplatform=fp, floor=fl, rounds=pairs)
+
+
+def flowplatform_side(label: str, lua: str) -> Target:
+    return Target(label=label, server=lambda s: s.flowplatform, lua=lua)
+
+
+def floor_side(label: str, lua: str) -> Target:
+    return Target(label=label, server=lambda s: s.floor, lua=lua)
+
+
+FLOOR_INSERT_LUA = """
+function body()
+  local i = next_n()
+  return string.format('{"group": "%s", "name": "task_%d", "idx": %d, "status": "completed", '
+    .. '"payload": {"n": %d}}', GROUP, i % 10, i, i)
+end
+""" + lua_request("POST", "/rows", body_expr="body()")
+
+
+def floor_insert_target(group: uuid.UUID) -> Target:
+    """The floor's insert: one small body validated by a plain Serializer, one INSERT."""
+    return floor_side(
+        "floor POST /rows (1 insert)", f"GROUP = {lua_string(str(group))}\n" + FLOOR_INSERT_LUA
+    )
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def print_header(title: str, servers: Servers, *, seconds: float, connections: int) -> None:
+    print(
+        f"\n== {title}: {servers.mode} x{servers.workers} workers per server, "
+        f"{connections} connections, {seconds:g}s per side (wrk -t{WRK_THREADS}) ==",
+        flush=True,
+    )
+
+
+def print_table(comparisons: Sequence[Comparison]) -> None:
+    head = (
+        f"{'benchmark':<58} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs floor':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    for comparison in comparisons:
+        rows = [(comparison.flowplatform, comparison.ratio)]
+        if comparison.floor is not None:
+            rows.append((comparison.floor, None))
+        for result, ratio in rows:
+            shown = f"{ratio:9.0%}" if ratio is not None else ""
+            print(
+                f"{result.label:<58} {result.rps:8.0f} {result.p50_ms:8.1f} {result.p99_ms:8.1f}"
+                f" {result.errors:7d} {shown:>9}"
+            )
+        if comparison.notes:
+            print(f"  {comparison.notes}")
+    sys.stdout.flush()
+
+
+def emit_json(path: str | None, payload: dict[str, Any]) -> None:
+    """Append one JSON line (for ``bench/run_all.py``'s summary)."""
+    if not path:
+        return
+    with open(path, "a") as out:
+        out.write(json.dumps(payload) + "\n")
+
+
+def comparison_json(comparison: Comparison, **extra: Any) -> dict[str, Any]:
+    def side(result: LoadResult | None) -> dict[str, Any] | None:
+        if result is None:
+            return None
+        return {
+            "label": result.label,
+            "rps": round(result.rps, 1),
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "errors": result.errors,
+            "requests": result.requests,
+        }
+
+    return {
+        "name": comparison.name,
+        "flowplatform": side(comparison.flowplatform),
+        "floor": side(comparison.floor),
+        "ratio": comparison.ratio,
+        **extra,
+    }
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def http_parser(description: str, *, seconds: float = 20, connections: int = 16) -> Any:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=seconds,
+        help=f"measured seconds per side and scenario, split over --rounds (default {seconds:g})",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=connections,
+        help=f"concurrent wrk connections (default {connections})",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["gunicorn", "uvicorn", "both"],
+        default="gunicorn",
+        help="serving: gunicorn sync workers (WSGI), uvicorn workers (ASGI), or both in turn",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="worker processes per server (default per mode)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per side")
+    parser.add_argument("--no-redis", action="store_true", help="no channel layer (REDIS_URL)")
+    parser.add_argument("--json", help="append result lines (JSON) to this file")
+    return parser
+
+
+def modes(args: Any) -> list[tuple[str, int]]:
+    chosen = ["gunicorn", "uvicorn"] if args.mode == "both" else [args.mode]
+    return [(mode, args.workers or DEFAULT_WORKERS[mode]) for mode in chosen]
+
+
+def check_wrk() -> None:
+    if subprocess.run(["which", "wrk"], capture_output=True).returncode != 0:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+
+
+# --- DAGs --------------------------------------------------------------------------------------
+
+
+def layered(total: int, width: int) -> dict[str, list[str]]:
+    """One root, then layers of ``width`` tasks each depending on two of the layer above:
+    the root's downstream closure is every other task."""
+    shape: dict[str, list[str]] = {"root": []}
+    previous = ["root"]
+    index = 0
+    while len(shape) < total:
+        layer = []
+        for i in range(min(width, total - len(shape))):
+            name = f"t{index}"
+            index += 1
+            shape[name] = sorted({previous[i % len(previous)], previous[(i + 1) % len(previous)]})
+            layer.append(name)
+        previous = layer
+    return shape
+
+
+def complete_in_process(organization: Any) -> None:
+    """Run every queued ``noop`` task of ``organization`` (and what they unblock) to
+    ``completed`` through the engine, in this process (claim + report, as workers would)."""
+    from executions import engine
+    from executions.services import task_executions
+    from flowplatform.authentication import principal_for_key
+    from flowplatform.models import ApiKey
+
+    principal = principal_for_key(
+        ApiKey.objects.filter(organization=organization, kind="service").first()
+    )
+    while True:
+        claimed = engine.claim_task_executions(
+            organization=organization, worker_id="bench", executors=["noop"], limit=50
+        )
+        if not claimed:
+            return
+        for item in claimed:
+            task_executions.report_task_execution(
+                principal=principal,
+                data={
+                    "flow_execution_id": item["flow_execution_id"],
+                    "task_name": item["task_name"],
+                    "task_execution_idx": item["task_execution_idx"],
+                    "status": "completed",
+                    "output": {"n": item["task_name"]},
+                    "worker_id": "bench",
+                },
+            )

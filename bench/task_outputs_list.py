@@ -198,9 +198,10 @@ def prepare_organization(rows: int) -> tuple[Any, str]:
     from outputs.models import TaskOutput
 
     organization = Organization.objects.filter(name=ORG_NAME).first()
-    if organization is not None and TaskOutput.objects.filter(
-        organization=organization
-    ).count() != rows:
+    if (
+        organization is not None
+        and TaskOutput.objects.filter(organization=organization).count() != rows
+    ):
         delete_organization(organization)
         organization = None
     if organization is None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail as DRFErrorDetail
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,9 +27,105 @@ def parse(
     if location == "body" and not isinstance(data, dict):
         raise_validation({"non_field_errors": ["Expected a JSON object."]}, location=location)
     serializer = serializer_class(data=data, **kwargs)
-    if not serializer.is_valid():
-        raise_validation(serializer.errors, location=location)
+    valid = serializer.is_valid()
+    wrong_types = json_type_errors(serializer, data) if location == "body" else {}
+    if not valid or wrong_types:
+        errors = dict(serializer.errors) if not valid else {}
+        raise_validation({**errors, **wrong_types}, location=location)
     return serializer.validated_data
+
+
+def json_type_errors(serializer: serializers.Serializer, data: Any) -> dict[Any, Any]:
+    """Values of a JSON body whose JSON type is not the one the schema documents.
+
+    DRF coerces: ``"12"`` or ``12.0`` pass an ``IntegerField``, ``true`` a ``FloatField``,
+    ``12`` a ``CharField`` (as ``"12"``), ``1`` or ``"yes"`` a ``BooleanField``, an integer
+    a ``UUIDField``. The OpenAPI schema says ``integer``, ``number``, ``string``, ``boolean``,
+    so such a body is refused (422, type ``type_error``), as the schema promises. Errors are
+    shaped like DRF's (nested by field name and list index). Fields of other kinds (JSON
+    values, the flow definition) are left to the serializer.
+    """
+    errors: dict[Any, Any] = {}
+    if not isinstance(data, dict):
+        return errors
+    for name, field in serializer.fields.items():
+        if field.read_only or name not in data:
+            continue
+        error = _value_type_error(field, data[name])
+        if error:
+            errors[name] = error
+    return errors
+
+
+def _value_type_error(field: serializers.Field, value: Any) -> Any:
+    if value is None:
+        return None  # allow_null decides
+    expected = _expected_json_type(field)
+    if expected is None:
+        return None
+    if not _is_json_type(value, expected):
+        return [DRFErrorDetail(f"Expected {_ARTICLES[expected]}.", code="type_error")]
+    if isinstance(field, serializers.ListSerializer | serializers.ListField):
+        child = field.child
+        items = {i: _value_type_error(child, item) for i, item in enumerate(value)}
+        return {i: e for i, e in items.items() if e} or None
+    if isinstance(field, serializers.DictField):
+        items = {k: _value_type_error(field.child, item) for k, item in value.items()}
+        return {k: e for k, e in items.items() if e} or None
+    if isinstance(field, serializers.Serializer):
+        return json_type_errors(field, value) or None
+    return None
+
+
+_ARTICLES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+}
+
+
+def _expected_json_type(field: serializers.Field) -> str | None:
+    if isinstance(field, serializers.JSONField):
+        return None
+    if isinstance(field, serializers.BooleanField):
+        return "boolean"
+    if isinstance(field, serializers.IntegerField):
+        return "integer"
+    if isinstance(field, serializers.FloatField | serializers.DecimalField):
+        return "number"
+    if isinstance(field, serializers.ChoiceField):
+        return "string" if all(isinstance(c, str) for c in field.choices) else None
+    text = (
+        serializers.CharField,
+        serializers.UUIDField,
+        serializers.DateTimeField,
+        serializers.DateField,
+        serializers.TimeField,
+    )
+    if isinstance(field, text):
+        return "string"
+    if isinstance(field, serializers.ListSerializer | serializers.ListField):
+        return "array"
+    if isinstance(field, serializers.DictField | serializers.Serializer):
+        return "object"
+    return None
+
+
+def _is_json_type(value: Any, expected: str) -> bool:
+    if expected == "string":
+        return isinstance(value, str)
+    if expected == "boolean":
+        return isinstance(value, bool)
+    if expected == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected == "array":
+        return isinstance(value, list)
+    return isinstance(value, dict)
 
 
 def parse_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:

@@ -9,6 +9,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from flowplatform.bodylimit import BodyLimitMiddleware  # noqa: E402
+from flowplatform.lifecycle import GoingAwayMiddleware  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+# GoingAwayMiddleware: on server shutdown every WebSocket is closed with 1001 (lifecycle).
+application = ProtocolTypeRouter(
+    {
+        # BodyLimitMiddleware: bodies over MAX_REQUEST_BODY_BYTES get 413 before Django reads
+        # them (flowplatform.bodylimit).
+        "http": BodyLimitMiddleware(django_asgi_app),
+        "websocket": GoingAwayMiddleware(websocket_application),
+    }
+)

@@ -11,6 +11,8 @@ from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
 
+from flowplatform.lifecycle import shutting_down
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,7 +60,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @transaction.non_atomic_requests
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: 503 unless the database and the channel layer are reachable."""
+    """Readiness: 503 unless the database and the channel layer are reachable, and while
+    the process shuts down (the load balancer stops sending it traffic)."""
+    if shutting_down():
+        return JsonResponse({"status": "shutting_down", "checks": {}}, status=503)
     checks = _checks()
     ok = all(value == "ok" for value in checks.values())
     return JsonResponse(

@@ -9,7 +9,8 @@ import orjson
 
 from flowplatform.request_context import current_request_id
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# color_message: uvicorn's ANSI-coloured copy of the message.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class RequestIdFilter(logging.Filter):

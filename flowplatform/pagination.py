@@ -22,7 +22,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from flowplatform.exceptions import raise_validation
+from flowplatform.exceptions import BadRequest
 
 M = TypeVar("M", bound=Model)
 
@@ -71,7 +71,8 @@ def paginate(
     ``queryset`` must be ordered by fields whose last one is unique (e.g. ``-created_at, -id``).
     The cursor item is looked up in ``cursor_scope`` (the caller's rows, including ones hidden
     from the list, so a cursor stays valid when its item is deleted meanwhile); an unknown
-    cursor is a 422 on ``starting_after``. ``limit=None`` returns everything.
+    cursor is a 400 on ``starting_after`` (``unknown_cursor``). ``limit=None`` returns
+    everything.
     """
     ordering = [str(field) for field in queryset.query.order_by]
     if not ordering:
@@ -79,9 +80,7 @@ def paginate(
     if starting_after is not None:
         cursor = cursor_scope.filter(pk=starting_after).first()
         if cursor is None:
-            raise_validation(
-                {"starting_after": ["No item with this id in this list."]}, location="query"
-            )
+            unknown_cursor("No item with this id in this list.")
         queryset = queryset.filter(_after(ordering, cursor))
     if limit is None:
         return Page(list(queryset), None)
@@ -90,6 +89,16 @@ def paginate(
         rows = rows[:limit]
         return Page(rows, rows[-1].pk)
     return Page(rows, None)
+
+
+def unknown_cursor(message: str) -> None:
+    """An unknown or foreign ``starting_after`` id: well-formed (so not a 422), but it names
+    nothing in this list, like an unknown task name in a body (400, DESIGN §4). Answered the
+    same for another organization's ids."""
+    raise BadRequest(
+        f"starting_after: {message}",
+        details=[{"loc": ["query", "starting_after"], "msg": message, "type": "unknown_cursor"}],
+    )
 
 
 def _after(ordering: Iterable[str], cursor: Model) -> Q:

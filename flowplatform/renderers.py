@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -12,7 +13,25 @@ _encoder = JSONEncoder()
 
 
 def dumps(data: Any) -> bytes:
-    return orjson.dumps(data, default=_encoder.default)
+    try:
+        return orjson.dumps(data, default=_encoder.default)
+    except TypeError as exc:
+        if str(exc) != WIDE_INTEGER:
+            raise
+        return wide_dumps(data)
+
+
+# orjson encodes 64-bit integers only; JSON has no limit and the JSON-valued fields (input,
+# output, summary, ...) accept any number, which PostgreSQL's jsonb keeps exactly. Such
+# documents (rare) are written by the standard library instead of failing with a 500.
+WIDE_INTEGER = "Integer exceeds 64-bit range"
+
+
+def wide_dumps(data: Any) -> bytes:
+    text = json.dumps(
+        data, cls=JSONEncoder, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+    return text.encode()
 
 
 class FastJSONRenderer(JSONRenderer):

@@ -7,6 +7,11 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "flowplatform.authentication.ApiKeyAuthentication"
     name = ["ApiKeyBearer", "ApiKeyHeader"]
 
+    def get_security_requirement(self, auto_schema):  # noqa: ANN001, ANN201
+        # Either header alone authenticates: two alternative requirements. (One object naming
+        # both would tell clients, and the fuzzer, that both are needed at once.)
+        return [{name: []} for name in self.name]
+
     def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
         return [
             {"type": "http", "scheme": "bearer", "description": "An API key."},

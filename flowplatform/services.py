@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from flowplatform.exceptions import BadRequest
@@ -102,17 +104,77 @@ def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
 
 
 def find_active_api_key(*, raw_key: str) -> ApiKey | None:
-    """The live key matching ``raw_key`` with its owner loaded, or None. One query."""
+    """The live key matching ``raw_key`` with its organization, user and service account
+    loaded, or None. One query."""
     if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 128:
         return None
-    key = (
-        ApiKey.objects.select_related("organization", "user", "service_account")
-        .filter(hashed_key=hash_key(raw_key), revoked_at__isnull=True)
-        .first()
-    )
+    key = _fetch_key(hash_key(raw_key))
     if key is None or (key.user is not None and not key.user.is_active):
         return None
     return key
+
+
+# Every API request runs this lookup. Written once as SQL (the same query as
+# ``ApiKey.objects.select_related("organization", "user", "service_account")``): building
+# the ORM query cost several times more CPU than running it (bench/README.md, "Hot paths").
+@functools.cache
+def _key_lookup() -> tuple[str, list[tuple[type[Model], list[Field]]]]:
+    user_model = get_user_model()
+    parts = [
+        (ApiKey, "k", ""),
+        (Organization, "o", 'JOIN {table} o ON o."{pk}" = k."organization_id"'),
+        (user_model, "u", 'LEFT JOIN {table} u ON u."{pk}" = k."user_id"'),
+        (ServiceAccount, "s", 'LEFT JOIN {table} s ON s."{pk}" = k."service_account_id"'),
+    ]
+    columns: list[str] = []
+    joins: list[str] = []
+    layout: list[tuple[type[Model], list[Field]]] = []
+    for model, alias, join in parts:
+        fields = list(model._meta.concrete_fields)
+        columns += [f'{alias}."{field.column}"' for field in fields]
+        layout.append((model, fields))
+        if join:
+            joins.append(join.format(table=f'"{model._meta.db_table}"', pk=model._meta.pk.column))
+    sql = (
+        f'SELECT {", ".join(columns)} FROM "{ApiKey._meta.db_table}" k {" ".join(joins)}'
+        ' WHERE k."hashed_key" = %s AND k."revoked_at" IS NULL LIMIT 1'
+    )
+    return sql, layout
+
+
+def _fetch_key(digest: str) -> ApiKey | None:
+    sql, layout = _key_lookup()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances: list[Model | None] = []
+    start = 0
+    for model, fields in layout:
+        values = list(row[start : start + len(fields)])
+        start += len(fields)
+        if values[0] is None and model is not ApiKey:  # a LEFT JOIN that matched nothing
+            instances.append(None)
+            continue
+        for index, field in enumerate(fields):
+            if values[index] is not None:
+                values[index] = _from_db(field, values[index])
+        instances.append(model.from_db(connection.alias, [f.attname for f in fields], values))
+    key, organization, user, service_account = instances
+    key.organization = organization
+    key.user = user
+    key.service_account = service_account
+    return key  # type: ignore[return-value]
+
+
+def _from_db(field: Field, value: object) -> object:
+    """What the ORM would make of a raw column value: the backend's converters first (SQLite
+    returns datetimes as text, made aware here), then the field's ``from_db_value``."""
+    column = field.get_col(field.model._meta.db_table)
+    for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+        value = convert(value, column, connection)
+    return value
 
 
 def touch_api_key(*, api_key: ApiKey) -> None:

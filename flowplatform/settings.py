@@ -188,10 +188,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["flowplatform.permissions.IsOrganizationPrincipal"],
     "DEFAULT_RENDERER_CLASSES": ["flowplatform.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "flowplatform.parsers.JSONParser",  # DRF's, refusing NUL characters (422)
     ],
     "EXCEPTION_HANDLER": "flowplatform.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "flowplatform.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -201,6 +201,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Workflow execution backend: flows, flow executions, task executions, task outputs."
         " Authenticate with `Authorization: Bearer <api key>` or `X-API-Key: <api key>`."
+        " Request bodies are limited to `MAX_REQUEST_BODY_BYTES` (default 10 MiB; 413 above)."
+        " Strings in bodies may not contain U+0000 or unpaired UTF-16 surrogates (422): the"
+        " database cannot store them."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

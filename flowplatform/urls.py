@@ -16,7 +16,9 @@ api_patterns = [
 
 urlpatterns = [
     path("api/", include(api_patterns)),
-    re_path(r"^api/.*$", ApiNotFoundView.as_view()),
+    # Any other path under /api/ (``.*$`` would miss paths with a newline, %0A, which then
+    # got Django's HTML 404 instead of the JSON envelope).
+    re_path(r"^api/", ApiNotFoundView.as_view()),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

@@ -101,7 +101,7 @@ class TaskOutputListQuery(serializers.Serializer):
     starting_after = serializers.UUIDField(
         required=False,
         help_text="Cursor: the id of the last output of the previous page. An id that is "
-        "not one of your outputs is a validation error (422).",
+        "not one of your outputs is a bad request (400).",
     )
 
 

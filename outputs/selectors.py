@@ -16,8 +16,9 @@ from django.db.models import Func, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from executions.enums import TaskOutputStatus
-from flowplatform.exceptions import NotFound, raise_validation
+from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
+from flowplatform.pagination import unknown_cursor
 from flowplatform.representation import iso
 from outputs.models import TaskOutput
 
@@ -77,7 +78,7 @@ def task_output_cursor(
 ) -> tuple[datetime, UUID]:
     """The list position of ``starting_after``: the (created_at, id) of that output.
 
-    An id that is not one of the organization's outputs is a bad query parameter (422,
+    An id that is not one of the organization's outputs is a bad request (400,
     loc ``["query", "starting_after"]``), answered the same for unknown and foreign ids. A
     soft-deleted output still marks its position, so a walk through the pages survives
     the deletion of the row it stopped on.
@@ -88,7 +89,7 @@ def task_output_cursor(
         .first()
     )
     if created_at is None:
-        raise_validation({"starting_after": ["No task output with this id."]}, location="query")
+        unknown_cursor("No task output with this id.")
     return created_at, task_output_id
 
 
@@ -98,7 +99,7 @@ def list_task_outputs(
     """The organization's visible outputs matching ``filters``, newest first
     (``created_at`` desc, ``id`` desc); served by the ``to_org_created`` index.
 
-    Raises ValidationFailed (422) when ``starting_after`` is not one of the organization's
+    Raises BadRequest (400) when ``starting_after`` is not one of the organization's
     outputs (see ``task_output_cursor``).
     """
     qs = visible_task_outputs(organization=organization)

@@ -1,12 +1,15 @@
 """Task outputs: kept in step with task executions, and set explicitly by workers.
 
-Every writer of a task output holds the flow execution's row lock (the engine takes it with
-``engine.lock_flow_execution``; ``create_or_update_task_output`` takes it itself), so writes
-to the outputs of one flow execution never interleave. The functions the engine calls run
-inside the engine's transaction and take no further locks: they read and write only
-``TaskOutput`` rows of that flow execution (lock order: flow execution, then its outputs),
-so they cannot deadlock with it. Each change publishes ``task_output.created`` /
-``task_output.updated`` through the outbox; nothing is pushed before commit.
+Locking. The engine writes outputs inside its own transaction, holding the flow execution's
+row lock (``engine.lock_flow_execution``); the functions it calls take no further locks and
+touch only ``TaskOutput`` rows of that flow execution. Every *insert* of an output holds the
+flow execution's lock too (``create_or_update_task_output`` takes it when the output does not
+exist yet), so the engine's bulk inserts cannot race another insert. A worker's
+``POST /task-outputs`` that updates an existing output takes only that output's row lock (one
+row: it cannot deadlock with anyone), so it never waits for the engine's decisions about the
+other tasks of the flow execution. Each change publishes ``task_output.created`` /
+``task_output.updated`` through the outbox (in the engine's event batch when there is one);
+nothing is pushed before commit.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from executions.enums import FlowExecutionStatus, StaleStatus, TaskExecutionStatus
 from executions.enums import TaskOutputStatus as S
-from executions.models import FlowExecution, FlowVersion, TaskExecution
+from executions.models import FlowExecution, TaskExecution
 from flowplatform.exceptions import BadRequest, Forbidden, NotFound
 from flowplatform.principal import Principal
 from outputs.models import TaskOutput
 from outputs.representations import task_output_data
-from realtime.publisher import EventSpec, publish
+from realtime.publisher import EventSpec
 
 CREATED = "task_output.created"
 UPDATED = "task_output.updated"
@@ -66,15 +70,7 @@ def sync_output_from_execution(
     execution's row lock. Queries: one SELECT, then one UPDATE or INSERT (none when nothing
     changed), plus the outbox insert. Publishes ``task_output.created`` or ``.updated``.
     """
-    stale = task_execution.stale_status == StaleStatus.STALE
-    values = {
-        "status": S.STALE if stale else OUTPUT_STATUS_FOR_EXECUTION[task_execution.status],
-        "output": task_execution.output,
-        "edited_status": task_execution.edited_status,
-        "stale_status": task_execution.stale_status,
-        "modified_by": task_execution.modified_by,
-        "flow_version": flow_version,
-    }
+    values = _execution_values(task_execution, flow_version)
     row = _current_output(
         flow_execution_id=task_execution.flow_execution_id, task_name=task_execution.task_name
     )
@@ -88,8 +84,127 @@ def sync_output_from_execution(
         )
     row, event = _save(row, values)
     if event:
-        publish([_event(event, row, flow_id=flow_id)])
+        _publish([_event(event, row, flow_id=flow_id)])
     return row
+
+
+def _execution_values(task_execution: TaskExecution, flow_version: int | None) -> dict[str, Any]:
+    stale = task_execution.stale_status == StaleStatus.STALE
+    return {
+        "status": S.STALE if stale else OUTPUT_STATUS_FOR_EXECUTION[task_execution.status],
+        "output": task_execution.output,
+        "edited_status": task_execution.edited_status,
+        "stale_status": task_execution.stale_status,
+        "modified_by": task_execution.modified_by,
+        "flow_version": flow_version,
+    }
+
+
+@transaction.atomic(savepoint=False)
+def sync_outputs_from_executions(
+    *,
+    task_executions: Sequence[TaskExecution],
+    flow_id: UUID,
+    flow_version: int | None,
+    known: dict[str, TaskOutput | None] | None = None,
+    prefetch: Iterable[str] = (),
+) -> list[TaskOutput]:
+    """``sync_output_from_execution`` for several latest executions of one flow execution.
+
+    ``known`` caches this transaction's outputs by task name (``None``: the task has none); it
+    is read first and kept up to date, so an engine operation loads each output once. Outputs
+    not known are loaded in one SELECT, together with those of ``prefetch`` (tasks the caller
+    expects to sync next). Writes: one bulk INSERT for the missing outputs (the caller holds
+    the flow execution's lock, which every output insert holds: no savepoint needed), one
+    UPDATE per changed output, and the events go to the engine's batch. Returns the outputs.
+    """
+    if not task_executions:
+        return []
+    by_name = {task.task_name: task for task in task_executions}
+    first = task_executions[0]
+    cache: dict[str, TaskOutput | None] = {} if known is None else known
+    wanted = {*by_name, *prefetch} - cache.keys()
+    if wanted & by_name.keys():
+        found = {row.task_name: row for row in _outputs_named(first.flow_execution_id, wanted)}
+        cache.update({name: found.get(name) for name in wanted})
+    inserts: list[TaskOutput] = []
+    events: list[EventSpec] = []
+    for name, task in by_name.items():
+        values = _execution_values(task, flow_version)
+        row = cache.get(name)
+        if row is None:
+            row = TaskOutput(
+                organization_id=task.organization_id,
+                flow_execution_id=task.flow_execution_id,
+                task_name=name,
+                summary=None,
+                **values,
+            )
+            inserts.append(row)
+            cache[name] = row
+            continue
+        changed = [key for key, value in values.items() if getattr(row, key) != value]
+        if changed:
+            for key in changed:
+                setattr(row, key, values[key])
+            row.save(update_fields=[*changed, "updated_at"])
+            events.append(_event(UPDATED, row, flow_id=flow_id))
+    if inserts:
+        TaskOutput.objects.bulk_create(inserts)
+        events.extend(_event(CREATED, row, flow_id=flow_id) for row in inserts)
+    _publish(events)
+    return [row for name in by_name if (row := cache[name]) is not None]
+
+
+def _outputs_named(flow_execution_id: UUID, task_names: set[str]) -> list[TaskOutput]:
+    """Every output (soft-deleted ones too) of ``task_names`` in the flow execution."""
+    qs = TaskOutput.objects.filter(flow_execution_id=flow_execution_id).order_by()
+    if len(task_names) <= 500:
+        return list(qs.filter(task_name__in=task_names))
+    return [row for row in qs if row.task_name in task_names]
+
+
+@transaction.atomic(savepoint=False)
+def mark_outputs_running(*, claimed: Sequence[Mapping[str, Any]]) -> None:
+    """Claimed task executions (``.values()`` rows with ``flow_execution_id``, ``task_name``,
+    ``stale_status`` and ``flow_execution__flow_id``) are running: their outputs follow
+    (``running``, or ``stale`` for a stale one), as the worker's ``running`` status used to
+    make them. Outputs missing or soft-deleted are left alone.
+
+    Runs in the claim's transaction, which holds the claimed task executions' row locks (and
+    no flow execution lock): the engine locks a task's execution before writing its output,
+    so this cannot deadlock with it. Queries: one SELECT, one UPDATE per new status, the
+    events in the claim's batch.
+    """
+    if not claimed:
+        return
+    wanted: dict[tuple[UUID, str], tuple[str, UUID]] = {
+        (row["flow_execution_id"], row["task_name"]): (
+            S.STALE if row["stale_status"] == StaleStatus.STALE else S.RUNNING,
+            row["flow_execution__flow_id"],
+        )
+        for row in claimed
+    }
+    match = Q()
+    for flow_execution_id, task_name in wanted:
+        match |= Q(flow_execution_id=flow_execution_id, task_name=task_name)
+    rows = TaskOutput.objects.filter(match).exclude(status=S.DELETED).order_by()
+    changed = [r for r in rows if r.status != wanted[(r.flow_execution_id, r.task_name)][0]]
+    if not changed:
+        return
+    now = timezone.now()
+    by_status: dict[str, list[TaskOutput]] = {}
+    for row in changed:
+        row.status, row.updated_at = wanted[(row.flow_execution_id, row.task_name)][0], now
+        by_status.setdefault(row.status, []).append(row)
+    for status, group in by_status.items():
+        _bulk_update(group, status=status, updated_at=now)
+    _publish(
+        [
+            _event(UPDATED, row, flow_id=wanted[(row.flow_execution_id, row.task_name)][1])
+            for row in changed
+        ]
+    )
 
 
 @transaction.atomic(savepoint=False)
@@ -113,7 +228,7 @@ def mark_outputs_stale(
     for row in changed:
         row.status, row.stale_status, row.updated_at = S.STALE, StaleStatus.STALE, now
     _bulk_update(changed, status=S.STALE, stale_status=StaleStatus.STALE, updated_at=now)
-    publish([_event(UPDATED, row, flow_id=flow_id) for row in changed])
+    _publish([_event(UPDATED, row, flow_id=flow_id) for row in changed])
     return changed
 
 
@@ -150,7 +265,7 @@ def apply_task_statuses(
         by_status.setdefault(row.status, []).append(row)
     for status, group in by_status.items():
         _bulk_update(group, status=status, updated_at=now)
-    publish([_event(UPDATED, row, flow_id=flow_id) for row in changed])
+    _publish([_event(UPDATED, row, flow_id=flow_id) for row in changed])
 
 
 # --- POST /api/task-outputs ---------------------------------------------------------------
@@ -172,15 +287,35 @@ def create_or_update_task_output(
 
     Raises Forbidden (body ``organization_id`` is not the caller's), NotFound (flow execution
     missing, deleted or another organization's), BadRequest (task not in the flow version).
-    Takes the flow execution's row lock, the same lock order as the engine.
+
+    Locks: an existing output is updated under its own row lock only (the hot path: a worker
+    reporting its task's summary, which must not queue behind the engine's decisions about
+    the flow execution). Creating one takes the flow execution's row lock first, like every
+    output insert (the engine's included), so two inserts of one task's output never race.
     """
     organization = principal.organization
     body_org = data.get("organization_id")
     if body_org is not None and body_org != organization.id:
         raise Forbidden("organization_id does not match the caller's organization.")
-    execution = _lock_flow_execution(organization_id=organization.id, pk=flow_execution_id)
     task_name = data["task_name"]
-    _check_task_name(execution, task_name)
+    row = (
+        TaskOutput.objects.select_for_update(of=("self",))
+        .select_related("flow_execution")
+        .filter(
+            flow_execution_id=flow_execution_id,
+            flow_execution__organization_id=organization.id,
+            task_name=task_name,
+        )
+        .exclude(flow_execution__status=FlowExecutionStatus.DELETED)
+        .order_by()
+        .first()
+    )
+    if row is not None:
+        execution = row.flow_execution  # its task name was checked when it was created
+    else:
+        execution = _lock_flow_execution(organization_id=organization.id, pk=flow_execution_id)
+        _check_task_name(execution, task_name)
+        row = _current_output(flow_execution_id=execution.id, task_name=task_name)
 
     actor = principal.actor
     if principal.is_service and data.get("modified_by"):
@@ -189,7 +324,6 @@ def create_or_update_task_output(
     values["modified_by"] = actor
     values["flow_version"] = execution.flow_version
 
-    row = _current_output(flow_execution_id=execution.id, task_name=task_name)
     created = row is None
     if row is None:
         row = TaskOutput(
@@ -200,7 +334,7 @@ def create_or_update_task_output(
         )
     row, event = _save(row, values)
     if event:
-        publish([_event(event, row, flow_id=execution.flow_id)])
+        _publish([_event(event, row, flow_id=execution.flow_id)])
     return row, created and event == CREATED
 
 
@@ -260,6 +394,15 @@ def _save(row: TaskOutput, values: Mapping[str, Any]) -> tuple[TaskOutput, str |
     return row, UPDATED
 
 
+def _publish(events: Sequence[EventSpec]) -> None:
+    """Into the engine's event batch when an engine operation runs (one outbox insert for
+    the whole operation), else published at once."""
+    from executions.engine.events import emit
+
+    if events:
+        emit(*events)
+
+
 def _event(event_type: str, row: TaskOutput, *, flow_id: UUID) -> EventSpec:
     return EventSpec(
         type=event_type,
@@ -285,17 +428,15 @@ def _lock_flow_execution(*, organization_id: UUID, pk: UUID) -> FlowExecution:
 
 
 def _check_task_name(execution: FlowExecution, task_name: str) -> None:
-    """400 for a task the execution's flow version does not define (DESIGN §4)."""
-    definition = (
-        FlowVersion.objects.filter(flow_id=execution.flow_id, version=execution.flow_version)
-        .values_list("definition", flat=True)
-        .first()
-    )
-    tasks = definition.get("tasks") if isinstance(definition, dict) else None
-    if not isinstance(tasks, list):
+    """400 for a task the execution's flow version does not define (DESIGN §4). The parsed
+    definition comes from the engine's per-process cache."""
+    from executions.engine.definitions import get_definition
+
+    try:
+        definition = get_definition(flow_id=execution.flow_id, version=execution.flow_version)
+    except BadRequest:
         return  # no readable definition to check against
-    names = {task.get("name") for task in tasks if isinstance(task, dict)}
-    if task_name not in names:
+    if task_name not in definition.names:
         raise BadRequest(
             f"Unknown task name {task_name!r} for this flow execution's flow version.",
             details=[{"loc": ["body", "task_name"], "msg": "Unknown task.", "type": "unknown"}],

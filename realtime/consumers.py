@@ -37,6 +37,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from flowplatform import tenancy
 from flowplatform.principal import Principal
+from flowplatform.renderers import dumps
 from realtime import selectors
 from realtime.auth import Credentials, authenticate, credentials_from_scope
 from realtime.fanout import Fanout, get_fanout
@@ -68,32 +69,27 @@ def _count(metric: str, *labels: str) -> None:
         (counter.labels(*labels) if labels else counter).inc()
 
 
-@database_sync_to_async
-def _authenticate(credentials: Credentials) -> Principal | None:
-    return authenticate(credentials)
+# Reads run in Django's thread for sync code (one per process: a bounded number of database
+# connections), each in its own short transaction scoped to the caller's organization
+# (row-level security on PostgreSQL): a consumer has no request transaction that
+# authentication could have scoped.
+_in_thread = database_sync_to_async
 
 
-# Each read runs in its own transaction scoped to the organization (row-level security).
-@database_sync_to_async
-def _flow_stream(principal: Principal, flow_id: Any) -> Stream | None:
-    with tenancy.activate(principal.organization_id):
-        return selectors.flow_stream(organization=principal.organization, flow_id=flow_id)
-
-
-@database_sync_to_async
+@_in_thread
 def _latest_event_id(stream: Stream) -> int:
     with tenancy.activate(stream.organization_id):
         return selectors.latest_event_id(stream=stream)
 
 
-@database_sync_to_async
+@_in_thread
 def _events_page(stream: Stream, after: int, upto: int) -> list[dict[str, Any]]:
     with tenancy.activate(stream.organization_id):
         return selectors.events_page(stream=stream, after=after, upto=upto, limit=REPLAY_PAGE_SIZE)
 
 
 def _dumps(payload: dict[str, Any]) -> str:
-    return orjson.dumps(payload).decode()
+    return dumps(payload).decode()  # orjson, or the stdlib for integers past 64 bits
 
 
 class EventStreamConsumer(AsyncWebsocketConsumer):
@@ -118,10 +114,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self._pending: dict[int, str] = {}
         self._pending_overflow = False
         self._replay_task: asyncio.Task[None] | None = None
+        self._resync_since: int | None = None  # a resync that arrived during a replay
         self._writer: asyncio.Task[None] | None = None
 
         credentials = credentials_from_scope(self.scope)
-        principal = await _authenticate(credentials) if credentials.present else None
+        principal, stream = await _in_thread(self._open)(credentials)
         # Accept before closing so browsers see the close code; answer the bearer
         # subprotocol the client offered or a browser fails the handshake instead.
         await self.accept(subprotocol=credentials.subprotocol)
@@ -129,7 +126,6 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             _count("WEBSOCKET_CONNECTIONS", "unauthenticated")
             await self.close(code=CLOSE_UNAUTHENTICATED, reason="unauthenticated")
             return
-        stream = await self.resolve_stream(principal)
         if stream is None:
             _count("WEBSOCKET_CONNECTIONS", "not_found")
             await self.close(code=CLOSE_NOT_FOUND, reason="not found")
@@ -154,7 +150,15 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self._subscribed = True
         self._flush_pending()
 
-    async def resolve_stream(self, principal: Principal) -> Stream | None:
+    def _open(self, credentials: Credentials) -> tuple[Principal | None, Stream | None]:
+        """Authenticate, then authorize the stream (sync, in a worker thread)."""
+        principal = authenticate(credentials) if credentials.present else None
+        if principal is None:
+            return None, None
+        return principal, self.stream_for(principal)
+
+    def stream_for(self, principal: Principal) -> Stream | None:
+        """The stream this path names, if ``principal`` may read it (sync, in a thread)."""
         raise NotImplementedError
 
     async def disconnect(self, code: int) -> None:
@@ -219,11 +223,14 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                     self._buffer(event["id"], frame)
                 else:
                     self._send_event(event["id"], frame)
-        elif kind == "events.resync" and self._subscribed and self._replay_task is None:
+        elif kind == "events.resync" and self._subscribed:
             # The publisher could not deliver batches after ``since``: read the outbox.
             since = message.get("since")
-            since = since if isinstance(since, int) else self.last_event_id
-            self._start_replay(max(since, self.floor), announce=False)
+            since = max(since if isinstance(since, int) else self.last_event_id, self.floor)
+            if self._replay_task is None:
+                self._start_replay(since, announce=False)
+            else:  # after the running replay, which may have read its range already
+                self._resync_since = min(since, self._resync_since or since)
 
     # replay ---------------------------------------------------------------------------------
 
@@ -268,6 +275,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         if announce:
             self._enqueue(_dumps({"type": "replayed", "last_event_id": self.last_event_id}))
         self._replay_task = None
+        if self._resync_since is not None and not self._closing:
+            since, self._resync_since = self._resync_since, None
+            self._start_replay(since, announce=False)
 
     def _flush_pending(self) -> None:
         for event_id in sorted(self._pending):
@@ -338,15 +348,16 @@ def _warn_layer_unavailable() -> None:
 class FlowConsumer(EventStreamConsumer):
     """``/ws/flows/{flow_id}``: every event of one flow of the caller's organization."""
 
-    async def resolve_stream(self, principal: Principal) -> Stream | None:
+    def stream_for(self, principal: Principal) -> Stream | None:
         flow_id = self.scope["url_route"]["kwargs"]["flow_id"]
-        return await _flow_stream(principal, flow_id)
+        with tenancy.activate(principal.organization_id):
+            return selectors.flow_stream(organization=principal.organization, flow_id=flow_id)
 
 
 class SummaryConsumer(EventStreamConsumer):
     """``/ws/summaries``: the organization's task-output events."""
 
-    async def resolve_stream(self, principal: Principal) -> Stream | None:
+    def stream_for(self, principal: Principal) -> Stream | None:
         return selectors.summary_stream(organization=principal.organization)
 
 

@@ -16,8 +16,9 @@ import time
 import weakref
 from typing import Any, Protocol
 
-import orjson
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from flowplatform.renderers import dumps
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def frames_of(message: dict[str, Any]) -> dict[int, str]:
     """The text frame of each event of an ``events.batch`` message, by event id."""
     if message.get("type") != "events.batch":
         return {}
-    return {event["id"]: orjson.dumps(event).decode() for event in message.get("events", ())}
+    return {event["id"]: dumps(event).decode() for event in message.get("events", ())}
 
 
 class _Feed:

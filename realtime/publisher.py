@@ -12,6 +12,7 @@ task-output events.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from typing import Any
 from uuid import UUID
 
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from flowplatform.representation import iso
 from realtime.groups import flow_group, summaries_group
@@ -59,12 +61,52 @@ def publish(events: Sequence[EventSpec]) -> list[Event]:
         )
         for e in events
     ]
-    rows = Event.objects.bulk_create(rows)
-    if rows and rows[0].id is None:  # backends without RETURNING ids
-        rows = _reload_ids(rows)
+    if connection.vendor == "postgresql":
+        _insert_postgresql(rows)
+    else:
+        rows = Event.objects.bulk_create(rows)
+        if rows and rows[0].id is None:  # backends without RETURNING ids
+            rows = _reload_ids(rows)
     messages = [event_message(row) for row in rows]
     transaction.on_commit(lambda: push(messages), robust=True)
     return rows
+
+
+# The whole batch travels as one JSON array parameter that PostgreSQL's JSON parser unpacks:
+# for the large batches of staleness (~2,000 events) several times faster than the ORM's
+# bulk INSERT (whose per-column array parameters PostgreSQL parses slowly), and for the
+# small batches of every report it skips building the ORM query. Same rows, same ids
+# (``RETURNING`` in input order), same ``created_at`` as ``bulk_create`` would give.
+_INSERT_SQL = (
+    "INSERT INTO {table} (type, organization_id, flow_id, flow_execution_id, task_name,"
+    " created_at, data) SELECT e->>0, (e->>1)::uuid, (e->>2)::uuid, (e->>3)::uuid, e->>4,"
+    " %s, e->5 FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS batch(e, n)"
+    " ORDER BY n RETURNING id"
+)
+
+
+def _insert_postgresql(rows: list[Event]) -> None:
+    now = timezone.now()
+    payload = json.dumps(
+        [
+            [
+                row.type,
+                str(row.organization_id),
+                None if row.flow_id is None else str(row.flow_id),
+                None if row.flow_execution_id is None else str(row.flow_execution_id),
+                row.task_name,
+                row.data,
+            ]
+            for row in rows
+        ],
+        cls=Event._meta.get_field("data").encoder,  # type: ignore[attr-defined]
+    )
+    sql = _INSERT_SQL.format(table=connection.ops.quote_name(Event._meta.db_table))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, payload])
+        ids = [pk for (pk,) in cursor.fetchall()]
+    for row, pk in zip(rows, ids, strict=True):
+        row.id, row.created_at = pk, now
 
 
 def _reload_ids(rows: list[Event]) -> list[Event]:

@@ -60,9 +60,28 @@ def _event_count(batches: Sequence[GroupMessage]) -> int:
     return len(_event_ids(batches))
 
 
+# What a layer raises for a message it cannot encode (msgpack: an integer wider than 64 bits,
+# an unknown type), as opposed to a transport failure.
+UNENCODABLE = (TypeError, ValueError, OverflowError)
+
+
 async def send_batches(layer: Any, batches: Sequence[GroupMessage]) -> None:
     for group, message in batches:
-        await layer.group_send(group, message)
+        try:
+            await layer.group_send(group, message)
+        except UNENCODABLE:
+            ids = sorted(event["id"] for event in message.get("events", ()))
+            if not ids:
+                raise
+            # The outbox has no such limit: subscribers read these events from it instead.
+            logger.warning(
+                "Events %d..%d could not be encoded for the channel layer; asking %s to read"
+                " them from the outbox",
+                ids[0],
+                ids[-1],
+                group,
+            )
+            await layer.group_send(group, {"type": "events.resync", "since": ids[0] - 1})
 
 
 # -- in-memory layer: deliver on the consumers' event loop --------------------------------------
@@ -151,7 +170,6 @@ class BackgroundSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
-        self._in_flight = 0
         # circuit breaker and rate-limited reporting
         self._down_until = 0.0
         self._backoff = 0.0
@@ -188,7 +206,7 @@ class BackgroundSender:
         """Wait until every queued batch has been sent or given up on (tests, benchmarks)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.empty() and self._in_flight == 0:
+            if self._queue.unfinished_tasks == 0:  # taken and done, not merely taken
                 return True
             time.sleep(0.005)
         return False
@@ -203,10 +221,6 @@ class BackgroundSender:
                 pass
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-
-    @property
-    def is_down(self) -> bool:
-        return time.monotonic() < self._down_until
 
     def _ensure_started(self) -> None:
         if self._pid != os.getpid():  # forked: the parent's thread does not exist here
@@ -260,11 +274,10 @@ class BackgroundSender:
                 layer, batches = self._queue.get_nowait()
             except queue.Empty:
                 return
-            self._in_flight = 1
             try:
                 await self._send(layer, batches)
             finally:
-                self._in_flight = 0
+                self._queue.task_done()
 
     async def _send(self, layer: Any, batches: Sequence[GroupMessage]) -> None:
         if time.monotonic() < self._down_until:

@@ -1,5 +1,5 @@
 from django.urls import path
 
-from bench.floor.views import Rows
+from bench.floor.views import Rows, RowsBatch
 
-urlpatterns = [path("rows", Rows.as_view())]
+urlpatterns = [path("rows", Rows.as_view()), path("rows/batch", RowsBatch.as_view())]

@@ -23,6 +23,16 @@ class RowOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class BatchItemIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    status = serializers.CharField(max_length=20, allow_null=True)
+
+
+class BatchIn(serializers.Serializer):
+    group = serializers.UUIDField()
+    rows = BatchItemIn(many=True)
+
+
 class Rows(APIView):
     def post(self, request):
         data = RowIn(data=request.data)
@@ -31,7 +41,21 @@ class Rows(APIView):
         return Response(RowOut(row).data, status=201)
 
     def get(self, request):
-        rows = FloorRow.objects.filter(group=request.query_params["group"]).order_by(
-            "-created_at"
-        )[:100]
+        rows = FloorRow.objects.filter(group=request.query_params["group"]).order_by("-created_at")[
+            :100
+        ]
+        return Response(RowOut(rows, many=True).data)
+
+
+class RowsBatch(APIView):
+    """The floor of a batch write (task-status): validate N items, one multi-row INSERT."""
+
+    def post(self, request):
+        data = BatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        group = data.validated_data["group"]
+        rows = FloorRow.objects.bulk_create(
+            FloorRow(group=group, name=item["name"], idx=i, status=item["status"] or "")
+            for i, item in enumerate(data.validated_data["rows"])
+        )
         return Response(RowOut(rows, many=True).data)

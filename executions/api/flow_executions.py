@@ -81,13 +81,8 @@ class ExecuteQuery(serializers.Serializer):
         default=False,
         help_text="Resume from failure: the failed tasks and what they block.",
     )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["only_stale"] and attrs["only_failed"]:
-            raise serializers.ValidationError(
-                "only_stale and only_failed cannot both be true.", code="conflicting_options"
-            )
-        return attrs
+    # Both true is well-formed but contradictory: the engine answers 400 (not a 422, which
+    # would claim the request broke the documented schema).
 
 
 # -- output (documentation of what the representations render) ------------------------------
@@ -188,6 +183,7 @@ class FlowExecutionListView(APIView):
         tags=TAGS,
         request=FlowExecutionCreateInput,
         responses={201: FlowExecutionOut},
+        extensions={"x-error-codes": ["404"]},  # unknown or deleted flow_id
     )
     def post(self, request: Request) -> Response:
         principal = principal_of(request)

@@ -10,7 +10,6 @@ from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,12 +33,15 @@ from executions.selectors import (
 )
 from executions.services import flows as services
 from flowplatform.api import parse, parse_query, principal_of
+from flowplatform.openapi import NOT_BLANK_PATTERN
 from flowplatform.pagination import DEFAULT_LIMIT, LINK_HEADER, PageQuery, page_response, paginate
+from flowplatform.parsers import JSONParser
 from flowplatform.permissions import IsUserPrincipal
 
 TAGS = ["flows"]
 # Names need a visible character; as a validator it also appears in the schema (`pattern`).
-NOT_BLANK = RegexValidator(r"\S", "This field may not be blank.", code="blank")
+# (Python's whitespace spelled out: ECMA's ``\S`` disagrees with ``str.strip()`` on a few.)
+NOT_BLANK = RegexValidator(NOT_BLANK_PATTERN, "This field may not be blank.", code="blank")
 FLOW_SERVER_FIELDS = ("id", "version", "created_at", "updated_at", "modified_by", "deleted")
 
 # -- input ------------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ worker protocol. Output serializers only describe, for OpenAPI, the dicts that
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from executions.enums import TaskExecutionStatus
+from executions.enums import TASK_REPORTABLE, TaskExecutionStatus
 from flowplatform.pagination import PageQuery
 
 MAX_INDEX = 2_147_483_647
@@ -19,11 +20,25 @@ def _json(**kwargs) -> serializers.JSONField:  # noqa: ANN003
 # -- inputs -----------------------------------------------------------------------------------
 
 
+# The statuses are documented as an enum (what a client may send) while the field stays text:
+# another value is answered 400 ``bad_request`` by the service (seeds 002/003), not 422.
+@extend_schema_field({"type": "string", "enum": sorted(TASK_REPORTABLE)})
+class ReportStatusField(serializers.CharField):
+    pass
+
+
+@extend_schema_field(
+    {"type": "string", "enum": [s for s in TaskExecutionStatus.values if s != "deleted"]}
+)
+class EditStatusField(serializers.CharField):
+    pass
+
+
 class TaskExecutionReportInput(serializers.Serializer):
     flow_execution_id = serializers.UUIDField()
     task_name = serializers.CharField(min_length=1, max_length=200, trim_whitespace=False)
     task_execution_idx = serializers.IntegerField(min_value=0, max_value=MAX_INDEX)
-    status = serializers.CharField(
+    status = ReportStatusField(
         max_length=200,
         allow_blank=True,
         trim_whitespace=False,
@@ -48,7 +63,7 @@ class TaskExecutionEditInput(serializers.Serializer):
     task_name = serializers.CharField(required=False, max_length=200, trim_whitespace=False)
     task_execution_idx = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INDEX)
     organization_id = serializers.UUIDField(required=False, allow_null=True)
-    status = serializers.CharField(
+    status = EditStatusField(
         required=False,
         max_length=200,
         trim_whitespace=False,

@@ -36,6 +36,7 @@ from executions.engine.wakeup import Waiter
 from executions.representations import task_execution_data
 from flowplatform import tenancy
 from flowplatform.api import parse, principal_of
+from flowplatform.lifecycle import shutting_down
 from flowplatform.models import Organization
 from flowplatform.permissions import IsServiceKey
 from flowplatform.renderers import dumps
@@ -137,7 +138,8 @@ async def claim_view(request: HttpRequest) -> Any:
     if pending is None:
         return response
     with Waiter(pending.organization.id) as waiter:
-        while (remaining := pending.deadline - time.monotonic()) > 0:
+        # A server shutting down answers at once, so it can finish its in-flight requests.
+        while (remaining := pending.deadline - time.monotonic()) > 0 and not shutting_down():
             await waiter.wait(min(remaining, POLL_SECONDS))
             claimed = await sync_to_async(_next_attempt)(pending)
             if claimed:

@@ -18,7 +18,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from executions.engine import transitions
+from executions.engine import observe, transitions
 from executions.engine.events import collecting, emit, engine_operation, task_event
 from executions.engine.scheduling import on_task_finished, sync_outputs
 from executions.engine.state import Run, lock_flow_execution
@@ -28,6 +28,7 @@ from executions.services.task_execution_queries import ROW_FIELDS, row_data
 from flowplatform.exceptions import Conflict, NotFound
 from flowplatform.models import Organization
 from flowplatform.representation import iso
+from outputs import services as outputs
 
 TE = TaskExecutionStatus
 FE = FlowExecutionStatus
@@ -67,8 +68,11 @@ def claim_task_executions(
             .values(*ROW_FIELDS, "lease_expires_at", "timeout_seconds", "flow_execution__flow_id")
         )
         claimed = [_claimed(row) for row in rows]
+        observe.tasks_claimed(rows, worker_id=worker_id)
         for row, item in zip(rows, claimed, strict=True):
             emit(_claim_event(row, item))
+        # Outputs follow their executions: running now (workers need not post it).
+        outputs.mark_outputs_running(claimed=rows)
     return claimed
 
 
@@ -200,4 +204,5 @@ def _expire(flow_execution_id: UUID, ids: list[UUID]) -> int:
             run.record(task)
             sync_outputs(run, [task])
             on_task_finished(run, task)
+    observe.leases_expired(count)
     return count

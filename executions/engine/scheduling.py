@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from executions import dsl
-from executions.engine import transitions
+from executions.engine import observe, transitions
 from executions.engine.state import Run
 from executions.enums import TASK_ACTIVE, FlowExecutionStatus, StaleStatus, TaskExecutionStatus
 from executions.models import TaskExecution
@@ -34,14 +34,19 @@ RESOLUTION_ERROR = "InputResolutionError"
 # -- outputs ----------------------------------------------------------------------------------
 
 
-def sync_outputs(run: Run, tasks: Iterable[TaskExecution]) -> None:
-    """Keep each task's output in step with its (latest) execution."""
+def sync_outputs(run: Run, tasks: Iterable[TaskExecution], *, prefetch: Iterable[str] = ()) -> None:
+    """Keep each task's output in step with its (latest) execution, in bulk. ``prefetch``
+    names tasks whose outputs this operation will likely sync next (loaded in the same
+    query, then cached in ``run.outputs``)."""
     from outputs import services as outputs
 
-    for task in tasks:
-        outputs.sync_output_from_execution(
-            task_execution=task, flow_id=run.flow_id, flow_version=run.execution.flow_version
-        )
+    outputs.sync_outputs_from_executions(
+        task_executions=list(tasks),
+        flow_id=run.flow_id,
+        flow_version=run.execution.flow_version,
+        known=run.outputs,
+        prefetch=prefetch,
+    )
 
 
 # -- queueing ---------------------------------------------------------------------------------
@@ -186,6 +191,7 @@ def queue_retry(run: Run, task: TaskExecution) -> TaskExecution:
         stale_reason=task.stale_reason,
     )
     (created,) = transitions.create_task_executions([retry], flow_id=run.flow_id)
+    observe.retry_queued()
     run.record(created)
     sync_outputs(run, [created])
     return created

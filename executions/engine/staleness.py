@@ -52,6 +52,8 @@ def mark_downstream_stale(run: Run, source: TaskExecution, *, actor: str) -> lis
         [run.latest[name] for name in names], flow_id=run.flow_id, reason=reason
     )
     outputs.mark_outputs_stale(flow_execution=run.execution, task_names=names, flow_id=run.flow_id)
+    for name in names:
+        run.outputs.pop(name, None)  # changed behind the cache
     if run.execution.status in FLOW_EXECUTION_TERMINAL:
         transitions.change_flow_status(run.execution, FE.STALE)
     return names

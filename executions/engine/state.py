@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from django.db import connection
@@ -14,6 +15,9 @@ from executions.enums import FlowExecutionStatus, TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
+
+if TYPE_CHECKING:
+    from outputs.models import TaskOutput
 
 
 def lock_flow_execution(
@@ -37,13 +41,15 @@ def lock_flow_execution(
 @dataclass
 class Run:
     """A locked flow execution, its definition and the latest execution of each task
-    (loaded on demand: ``load`` fetches what is not known yet in one query)."""
+    (loaded on demand: ``load`` fetches what is not known yet in one query). ``outputs``
+    caches the task outputs this operation has read or written (``None``: none exists)."""
 
     execution: FlowExecution
     definition: dsl.FlowDefinition
     actor: str = "system"
     latest: dict[str, TaskExecution] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)
+    outputs: dict[str, TaskOutput | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, execution: FlowExecution, *, actor: str = "system") -> Run:

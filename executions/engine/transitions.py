@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from executions.engine import wakeup
+from executions.engine import observe, wakeup
 from executions.engine.events import emit, flow_status_event, task_event
 from executions.enums import (
     FLOW_EXECUTION_TERMINAL,
@@ -60,6 +60,7 @@ def create_task_executions(tasks: Sequence[TaskExecution], *, flow_id: UUID) -> 
             task.completed_at = now
     created = TaskExecution.objects.bulk_create(tasks)
     emit(*(task_event("created", task, flow_id=flow_id) for task in created))
+    observe.task_transitions((task, None, task.status) for task in created)
     wakeup.notify_on_commit(t.organization_id for t in created if t.status == TE.QUEUED)
     return created
 
@@ -120,12 +121,15 @@ def change_task_status(
     if actor is not None:
         task.modified_by = actor
         fields.add("modified_by")
-    if to != task.status:
+    previous = task.status
+    if to != previous:
         fields |= _status_stamps(task, to, now=now, worker_id=worker_id)
     task.status = to
     task.updated_at = now
     task.save(update_fields=sorted(fields))
     emit(task_event("updated", task, flow_id=flow_id))
+    if to != previous:
+        observe.task_transitions([(task, previous, to)], worker_id=worker_id)
     if to == TE.QUEUED:
         wakeup.notify_on_commit([task.organization_id])
     return task
@@ -172,6 +176,7 @@ def edit_task(
     fields = {"updated_at", "modified_by", "edited_status", "stale_status", "stale_reason"}
     status = changes.get("status", task.status)
     if status != task.status:
+        observe.task_transitions([(task, task.status, status)])
         fields |= _status_stamps(task, status, now=now, worker_id=None)
         task.status = status
         fields.add("status")
@@ -256,6 +261,7 @@ def cancel_tasks(
     if actor is not None:
         values["modified_by"] = actor
     TaskExecution.objects.filter(id__in=[t.id for t in targets]).update(**values)
+    observe.task_transitions((task, task.status, TE.CANCELLED) for task in targets)
     for task in targets:
         for name, value in values.items():
             setattr(task, name, value)
@@ -326,6 +332,7 @@ def change_flow_status(
     if actor is not None:
         execution.modified_by = actor
         fields.append("modified_by")
+    observe.flow_transition(execution, execution.status, to)
     execution.status = to
     execution.updated_at = now
     execution.save(update_fields=fields)

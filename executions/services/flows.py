@@ -20,6 +20,7 @@ from executions.models import Flow, FlowVersion
 from executions.selectors import flows_of, get_flow
 from flowplatform.exceptions import BadRequest, NotFound
 from flowplatform.models import Organization
+from flowplatform.parsers import unstorable_locations
 
 DefinitionSource = str | bytes | Mapping[str, Any]
 
@@ -74,7 +75,7 @@ def validate_flow_definition(*, definition: DefinitionSource) -> dsl.FlowDefinit
     Raises ``BadRequest`` with one ``details`` entry per problem the DSL found.
     """
     try:
-        return dsl.validate_definition(definition)
+        flow = dsl.validate_definition(definition)
     except dsl.DefinitionError as exc:
         details = problem_details(exc.problems)
         first = exc.problems[0]
@@ -82,6 +83,14 @@ def validate_flow_definition(*, definition: DefinitionSource) -> dsl.FlowDefinit
         raise BadRequest(
             f"Invalid flow definition: {first.loc}: {first.msg}{more}", details=details
         ) from None
+    # YAML escapes (``"\0"``, ``"\ud800"``) can spell characters that no JSON body check
+    # sees and PostgreSQL cannot store in the definition's jsonb (a 500 at the INSERT).
+    for loc, message in unstorable_locations(flow.to_dict(), ("body", "definition")):
+        raise BadRequest(
+            f"Invalid flow definition: {message}",
+            details=[{"loc": loc, "msg": message, "type": "unstorable_character"}],
+        )
+    return flow
 
 
 @transaction.atomic

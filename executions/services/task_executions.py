@@ -164,6 +164,9 @@ def _after_change(run: Run, task: TaskExecution, *, was_terminal: bool) -> None:
     if not run.is_latest(task):
         return  # an older attempt: history only
     run.record(task)
-    sync_outputs(run, [task])
-    if task.status in TASK_TERMINAL and not was_terminal:
+    finished = task.status in TASK_TERMINAL and not was_terminal
+    # What it unblocks gets queued in this transaction: their outputs load with its own.
+    downstream = run.definition.dag.downstream(task.task_name) if finished else ()
+    sync_outputs(run, [task], prefetch=downstream)
+    if finished:
         on_task_finished(run, task)

@@ -135,10 +135,9 @@ class TaskSupervisor:
             f"/{task.max_attempts}" if task.max_attempts else "",
             task.id,
         )
-        # Body first: the status POST then overlaps the work instead of delaying it, and
-        # its order before the terminal status holds because this thread posts both.
+        # No "running" status post: the claim already made the task execution and its
+        # output running, so the terminal report is the first request after the claim.
         self._start_body(active)
-        self._post_status(task, "running")
         verdict = self._await_verdict(active)
         active.stop_event.set()
         if verdict.action == "abandon":

@@ -12,6 +12,7 @@ import json
 from io import StringIO
 from typing import Any
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -21,6 +22,7 @@ from django.db import ProgrammingError, connection, connections, transaction
 from django.test import Client, RequestFactory
 
 from executions.models import Flow, FlowExecution, FlowVersion, TaskExecution, TaskStatus
+from executions.tests.e2e.conftest import e2e_server  # noqa: F401 - fixture
 from executions.tests.factories import make_flow as make_diamond_flow
 from executions.tests.factories import make_flow_execution
 from flowplatform import tenancy
@@ -106,9 +108,7 @@ def test_every_tenant_table_is_forced_under_a_policy_the_app_role_cannot_escape(
             "SELECT tablename, qual, with_check FROM pg_policies WHERE schemaname = 'public'"
         )
         policies = {name: (qual, check) for name, qual, check in cursor.fetchall()}
-        cursor.execute(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
-        )
+        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
         superuser, bypassrls = cursor.fetchone()
         cursor.execute(
             "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner"
@@ -294,6 +294,29 @@ def test_staff_in_the_admin_see_every_organization_members_only_theirs(tenant, o
     assert member_page.status_code == 200
     assert "acme-pipeline" in member_page.text and "globex-pipeline" not in member_page.text
     assert member_in_admin.status_code == 302  # not staff: the admin's login page, no bypass
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_staff_see_every_organization_in_the_admin_served_over_asgi(
+    e2e_server,  # noqa: F811
+    tenant,
+    outsider,
+) -> None:
+    make_flow(tenant.organization, name="acme-pipeline")
+    make_flow(outsider.organization, name="globex-pipeline")
+    staff = Client()
+    staff.force_login(get_or_create_user(username="staff", is_staff=True))
+    session = {"sessionid": staff.cookies["sessionid"].value}
+    server = e2e_server()  # uvicorn, as the application's role, RLS on
+
+    with httpx.Client(base_url=server.url, cookies=session, timeout=30) as browser:
+        page = browser.get("/admin/executions/flow/")
+        api = browser.get("/api/flows", headers={"Authorization": f"Bearer {tenant.user_key}"})
+
+    assert page.status_code == 200, server.output()
+    assert "acme-pipeline" in page.text and "globex-pipeline" in page.text
+    assert [flow["display_name"] for flow in api.json()] == ["acme-pipeline"]
 
 
 @pytest.mark.django_db

@@ -253,19 +253,20 @@ def test_a_deleted_output_still_works_as_a_cursor(service_client, sample):
     assert ids(data) == order[3:]
 
 
-def test_unknown_or_foreign_starting_after_is_422(service_client, sample, outsider_execution):
+def test_unknown_or_foreign_starting_after_is_400(service_client, sample, outsider_execution):
+    # Well-formed (so not a 422: the schema allows any uuid) but naming nothing in the list.
     foreign = make_output(outsider_execution, "a")
     answers = []
     for cursor in (uuid.uuid4(), foreign.id):
         response = service_client.get(URL, {"starting_after": str(cursor)})
-        assert response.status_code == 422
+        assert response.status_code == 400
         payload = response.json()
-        assert payload["error"]["code"] == "validation_error"
+        assert payload["error"]["code"] == "bad_request"
         assert payload["error"]["details"] == [
             {
                 "loc": ["query", "starting_after"],
                 "msg": "No task output with this id.",
-                "type": "invalid",
+                "type": "unknown_cursor",
             }
         ]
         answers.append(payload["error"])

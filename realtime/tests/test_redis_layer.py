@@ -51,3 +51,16 @@ async def test_events_travel_through_redis(redis_layer, tenant, flow, execution)
     assert await flow_comm.receive_nothing(timeout=0.3)
     await flow_comm.disconnect()
     await summary_comm.disconnect()
+
+
+async def test_an_event_too_wide_for_msgpack_still_reaches_subscribers(
+    redis_layer, tenant, flow, execution
+):
+    comm, _ = await subscribe(flow_path(flow.id, tenant.user_key))
+    wide = 2**70  # valid JSON, kept exactly by the outbox; msgpack stops at 64 bits
+    rows = await apublish([spec(execution, "task_output.created", big=wide)])
+    [frame] = await receive_events(comm, 1)  # through a resync, from the outbox
+    assert frame["id"] == rows[0].id
+    assert frame["data"]["big"] == wide
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.disconnect()

@@ -191,3 +191,34 @@ async def test_resync_from_the_publisher_sends_missed_events(tenant, flow, execu
     assert [f["id"] for f in frames] == [row.id for row in missed]  # not the older one
     assert await comm.receive_nothing()
     await comm.disconnect()
+
+
+async def test_a_resync_during_a_replay_runs_after_it(tenant, flow, execution, monkeypatch):
+    """Batches the layer could not deliver while this client was replaying are read from the
+    outbox once the replay ends (their ids are past what the running replay reads)."""
+    from realtime import publisher
+
+    history = await apublish([spec(execution, "task_execution.created") for _ in range(2)])
+    comm, _ = await subscribe(flow_path(flow.id, tenant.user_key))
+    missed: list = []
+    real_page = selectors.events_page
+
+    def page_during_outage(*, stream, after, upto, limit):  # noqa: ANN001, ANN202
+        result = real_page(stream=stream, after=after, upto=upto, limit=limit)
+        if not missed:
+            monkeypatch.setattr(publisher, "deliver", lambda layer, batches: None)  # "down"
+            missed.extend(publish_committed([spec(execution, "task_output.created")]))
+            monkeypatch.undo()
+            resync = {"type": "events.resync", "since": missed[0].id - 1}
+            async_to_sync(get_channel_layer().group_send)(flow_group(flow.id), resync)
+        return result
+
+    monkeypatch.setattr(selectors, "events_page", page_during_outage)
+    await comm.send_json_to({"action": "replay", "since": 0})
+    frames = await receive_events(comm, 2)
+    assert [f["id"] for f in frames] == [r.id for r in history]
+    assert (await _replayed(comm))["type"] == "replayed"
+    [late] = await receive_events(comm, 1)
+    assert late["id"] == missed[0].id
+    assert await comm.receive_nothing()
+    await comm.disconnect()

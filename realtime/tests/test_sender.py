@@ -113,3 +113,26 @@ def test_a_full_queue_drops_instead_of_blocking(make_sender, caplog):
     # the first is taken by the thread (in flight), two wait in the queue, the rest drop
     assert accepted.count(False) >= 7
     assert any("queue full" in m for m in _warnings(caplog))
+
+
+def test_a_batch_the_layer_cannot_encode_becomes_a_resync_without_tripping_the_breaker(
+    make_sender, caplog
+):
+    class PickyLayer(FakeLayer):
+        async def group_send(self, group: str, message: dict) -> None:
+            if any(e.get("wide") for e in message.get("events", ())):
+                raise OverflowError("Integer value out of range")  # what msgpack raises
+            await super().group_send(group, message)
+
+    layer = PickyLayer()
+    sender = make_sender()
+    wide = [("flow.x", {"type": "events.batch", "events": [{"id": 7, "wide": True}]})]
+    with caplog.at_level(logging.WARNING, logger="realtime.publisher"):
+        sender.submit(layer, wide)
+        sender.submit(layer, _batch(8))  # right after: not dropped by a breaker
+        assert sender.flush(5)
+    assert layer.sent == [
+        ("flow.x", {"type": "events.resync", "since": 6}),
+        ("flow.x", {"type": "events.batch", "events": [{"id": 8}]}),
+    ]
+    assert not [m for m in _warnings(caplog) if "unavailable" in m]

@@ -267,12 +267,17 @@ def test_cursor_pages_are_disjoint_ordered_and_complete(user_client, flow, order
         ({"limit": "0"}, "limit"),
         ({"limit": "1001"}, "limit"),
         ({"updated_before": "soon"}, "updated_before"),
-        ({"starting_after": "4f1c9a52-0000-4000-8000-000000000003"}, "starting_after"),
     ],
 )
 def test_bad_query_parameters_are_422(user_client, params, name):
     err = error(user_client.get("/api/flow-executions", params), 422, "validation_error")
     assert [d["loc"] for d in err["details"]] == [["query", name]]
+
+
+def test_unknown_cursor_is_400(user_client):
+    params = {"starting_after": "4f1c9a52-0000-4000-8000-000000000003"}
+    err = error(user_client.get("/api/flow-executions", params), 400, "bad_request")
+    assert [d["loc"] for d in err["details"]] == [["query", "starting_after"]]
 
 
 def test_default_limit_is_100_with_link(user_client, flow):
@@ -346,7 +351,7 @@ def test_execute_rejects_conflicting_options(user_client, flow):
     response = user_client.post(
         f"/api/flow-executions/{execution.id}/execute?only_stale=true&only_failed=true"
     )
-    error(response, 422, "validation_error")
+    error(response, 400, "bad_request")  # well-formed, contradictory: not a schema violation
     response = user_client.post(f"/api/flow-executions/{execution.id}/execute?force=1")
     assert error(response, 422, "validation_error")["details"][0]["loc"] == ["query", "force"]
 

@@ -257,7 +257,6 @@ def test_list_filters_newest_first_and_paginates(service_client, outsider, execu
         {"limit": 1001},
         {"task_execution_idx": -1},
         {"flow_execution_id": "x"},
-        {"starting_after": str(uuid.uuid4())},
         {"colour": "red"},
     ],
 )
@@ -265,6 +264,12 @@ def test_list_invalid_query_is_422(service_client, execution, query):
     response = service_client.get(URL, query)
     assert error_code(response, 422) == "validation_error"
     assert response.json()["error"]["details"][0]["loc"][0] == "query"
+
+
+def test_list_unknown_cursor_is_400(service_client, execution):
+    response = service_client.get(URL, {"starting_after": str(uuid.uuid4())})
+    assert error_code(response, 400) == "bad_request"
+    assert response.json()["error"]["details"][0]["loc"] == ["query", "starting_after"]
 
 
 def test_list_matches_detail_rendering(service_client, execution):

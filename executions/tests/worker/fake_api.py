@@ -107,6 +107,7 @@ class FakeApi:
             taken = ready[: body["limit"]]
             for task in taken:
                 self.queue.remove(task)
+                self.record("claim", task["task_name"])
             return taken
 
 

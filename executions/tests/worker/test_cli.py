@@ -119,7 +119,8 @@ def test_sigterm_releases_the_running_task_and_exits_0(api: FakeApi) -> None:
     task_id = api.add_task("long", "noop", {"sleep_seconds": 30})
     process = start_worker(api, grace=0.2)
     try:
-        assert api.wait_for(lambda: ("status", "long", "running") in api.events, timeout=10)
+        # A heartbeat: the worker holds the task (it posts no "running" status).
+        assert api.wait_for(lambda: ("heartbeat", "long", "") in api.events, timeout=10)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0, process.stderr and process.stderr.read()
     finally:
@@ -132,7 +133,8 @@ def test_a_second_signal_exits_without_waiting_for_the_grace(api: FakeApi) -> No
     task_id = api.add_task("long", "noop", {"sleep_seconds": 30})
     process = start_worker(api, grace=60)
     try:
-        assert api.wait_for(lambda: ("status", "long", "running") in api.events, timeout=10)
+        # A heartbeat: the worker holds the task (it posts no "running" status).
+        assert api.wait_for(lambda: ("heartbeat", "long", "") in api.events, timeout=10)
         process.send_signal(signal.SIGINT)
         time.sleep(0.2)
         assert process.poll() is None  # the first signal waits for the task

@@ -18,8 +18,9 @@ from executions.worker.runner import Worker
 from .fake_api import KEY, FakeApi, fake_api
 
 ALLOWED = ("executions.worker.examples:add", "executions.worker.examples:fail")
+# No "running" status post: the claim makes the task (and its output) running.
 FULL_RUN = [
-    ("status", "running"),
+    ("claim", ""),
     ("report", "completed"),
     ("output", "completed"),
     ("status", "completed"),
@@ -82,7 +83,7 @@ def protocol(api: FakeApi, name: str) -> list[tuple[str, str]]:
     return [event for event in api.events_of(name) if event[0] != "heartbeat"]
 
 
-def test_claimed_tasks_run_and_report_running_then_terminal(
+def test_claimed_tasks_run_and_report_their_terminal_state(
     api: FakeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flowplatform.worker")
@@ -150,7 +151,7 @@ def test_heartbeat_conflict_abandons_the_task_without_reporting(api: FakeApi) ->
         assert api.wait_for(lambda: handle.worker.counts.get("abandoned") == 1)
         handle.stop()
     assert task_id in api.heartbeats
-    assert protocol(api, "lost") == [("status", "running")]
+    assert protocol(api, "lost") == [("claim", "")]
     assert api.reports == [] and api.outputs == [] and api.releases == []
 
 
@@ -163,7 +164,7 @@ def test_cancel_requested_reports_cancelled(api: FakeApi) -> None:
     report = reported(api, "stop-me")
     assert (report["status"], report["output"], report["error"]) == ("cancelled", None, None)
     assert protocol(api, "stop-me") == [
-        ("status", "running"),
+        ("claim", ""),
         ("report", "cancelled"),
         ("output", "cancelled"),
         ("status", "cancelled"),
@@ -177,7 +178,7 @@ def test_report_conflict_drops_the_result(api: FakeApi) -> None:
         assert api.wait_for(lambda: handle.worker.counts.get("dropped") == 1)
         handle.stop()
     # one report, never retried, and nothing posted after the 409
-    assert protocol(api, "late") == [("status", "running"), ("report", "completed")]
+    assert protocol(api, "late") == [("claim", ""), ("report", "completed")]
 
 
 def test_shutdown_releases_a_long_task_after_the_grace_and_claims_nothing_more(
@@ -185,7 +186,7 @@ def test_shutdown_releases_a_long_task_after_the_grace_and_claims_nothing_more(
 ) -> None:
     long_id = api.add_task("long", "noop", {"sleep_seconds": 10})
     with running(api, concurrency=1, shutdown_grace_seconds=0.3) as handle:
-        assert api.wait_for(lambda: ("status", "running") in protocol(api, "long"))
+        assert api.wait_for(lambda: handle.worker.running_count == 1)
         api.add_task("next", "noop", {})  # must stay queued: no free slot, then shutdown
         claims_before = len(api.claims)
         asked = time.monotonic()
@@ -193,7 +194,7 @@ def test_shutdown_releases_a_long_task_after_the_grace_and_claims_nothing_more(
         elapsed = time.monotonic() - asked
     assert 0.3 <= elapsed < 5  # the grace, not the 10 s sleep
     assert api.releases == [long_id]
-    assert protocol(api, "long") == [("status", "running"), ("release", "")]
+    assert protocol(api, "long") == [("claim", ""), ("release", "")]
     assert len(api.claims) == claims_before
     assert [t["task_name"] for t in api.queue] == ["next"]
     assert handle.worker.counts == {"released": 1}
@@ -202,7 +203,7 @@ def test_shutdown_releases_a_long_task_after_the_grace_and_claims_nothing_more(
 def test_shutdown_lets_a_short_task_finish(api: FakeApi) -> None:
     api.add_task("short", "noop", {"sleep_seconds": 0.3, "output": "done"})
     with running(api, shutdown_grace_seconds=5) as handle:
-        assert api.wait_for(lambda: ("status", "running") in protocol(api, "short"))
+        assert api.wait_for(lambda: handle.worker.running_count == 1)
         assert handle.stop() == 0
     assert protocol(api, "short") == FULL_RUN
     assert api.releases == []

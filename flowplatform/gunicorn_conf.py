@@ -1,0 +1,105 @@
+"""gunicorn configuration for production serving (``bin/serve-prod``; docs/deploy.md).
+
+    gunicorn flowplatform.asgi:application -c python:flowplatform.gunicorn_conf
+
+Environment:
+
+- ``BIND`` (default ``0.0.0.0:$PORT``, ``PORT`` 8000) and ``WEB_CONCURRENCY`` (worker
+  processes, default 2): gunicorn's own variable, also honoured without this file.
+- ``GRACEFUL_TIMEOUT`` (30 s): how long a worker may take, after SIGTERM, to finish its
+  in-flight requests before it is killed.
+- ``FORWARDED_ALLOW_IPS`` (``127.0.0.1,::1``): proxies whose ``X-Forwarded-*`` are trusted.
+- ``PROMETHEUS_MULTIPROC_DIR``: where the workers write their metric values so ``/metrics``
+  sums every process. Emptied at start; when unset a fresh temporary directory is created
+  (and removed at exit).
+- ``LOG_FORMAT`` (``json`` unless ``DEBUG`` is on), ``LOG_LEVEL``: gunicorn's own lines use the
+  same format as the application's.
+- ``GUNICORN_CONTROL_SOCKET``: a path to enable gunicorn's control socket (off by default).
+
+This module is imported by gunicorn's master process: it must not import Django or
+prometheus_client at module level (the workers, forked from the master, must import
+prometheus_client only once ``PROMETHEUS_MULTIPROC_DIR`` is set).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+
+worker_class = "flowplatform.server.UvicornWorker"
+bind = [os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+timeout = 60  # a worker silent this long (a stuck event loop) is restarted
+keepalive = 5
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+proc_name = "flowplatform"
+accesslog = None  # the application logs one line per request (flowplatform.middleware)
+# gunicorn's runtime control socket (``gunicornc``) defaults to one path per user, which
+# several instances on one host would share: off unless a path is given.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
+
+_debug = os.environ.get("DEBUG", "true").strip().lower() in _TRUE
+_log_format = os.environ.get("LOG_FORMAT") or ("text" if _debug else "json")
+loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
+if _log_format == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "flowplatform.logging.JsonFormatter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": loglevel.upper(), "handlers": ["stderr"]},
+        # uvicorn's loggers take these handlers in the workers (uvicorn's worker class).
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["stderr"],
+                "propagate": False,
+            },
+            # No access log: the application logs each API request with its request id,
+            # organization, route, status and duration (flowplatform.middleware).
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+        },
+    }
+
+
+def on_starting(server: Any) -> None:
+    """Once, in the master, before any worker is forked."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # values of a previous run would be summed in
+            stale.unlink()
+    else:
+        path = Path(tempfile.mkdtemp(prefix="flowplatform-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+        server.flowplatform_metrics_dir = path
+    server.log.info("metrics of all workers are collected in %s", path)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker ended: its live gauges no longer count (its counters still do)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    path = getattr(server, "flowplatform_metrics_dir", None)
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
