@@ -340,7 +340,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     postgres = os.environ.get("DATABASE_URL", "").startswith("postgres")
     parser.add_argument("--server", choices=("prod", "uvicorn"), default=None)
-    parser.add_argument("--repeat", type=int, default=2, help="runs per configuration")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration")
     parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
     parser.add_argument("--executor-runs", type=int, default=2000)
     parser.add_argument("--skip-dag", action="store_true")

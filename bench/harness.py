@@ -255,22 +255,29 @@ class Server:
 
 
 def server_command(*, app: str, mode: str, port: int, workers: int) -> list[str]:
-    """``app`` is a dotted module prefix (``flowplatform`` or ``bench.floor``)."""
+    """``app`` is a dotted module prefix (``flowplatform`` or ``bench.floor``).
+
+    Both modes run a gunicorn master; flowplatform with its production configuration
+    (``flowplatform/gunicorn_conf.py``: JSON logs, multi-process metrics) as
+    ``bin/serve-prod`` does. ``uvicorn``: uvicorn worker processes serving the ASGI
+    application (for flowplatform exactly ``bin/serve-prod``). ``gunicorn``: gunicorn's sync
+    worker processes serving the WSGI application (command-line options override the
+    configuration file's worker class).
+    """
+    if mode not in ("gunicorn", "uvicorn"):
+        raise ValueError(f"unknown serving mode {mode!r}")
+    entry = f"{app}.wsgi:application" if mode == "gunicorn" else f"{app}.asgi:application"
+    command = [PYTHON, "-m", "gunicorn", entry]
+    if app == "flowplatform":
+        command += ["-c", "python:flowplatform.gunicorn_conf"]
     if mode == "gunicorn":
-        return [
-            PYTHON, "-m", "gunicorn", f"{app}.wsgi:application",
-            "--workers", str(workers), "--worker-class", "sync",
-            "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-            "--backlog", "2048",
-        ]  # fmt: skip
-    if mode == "uvicorn":
-        return [
-            PYTHON, "-m", "uvicorn", f"{app}.asgi:application",
-            "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-access-log", "--lifespan", "off",
-            "--backlog", "2048",
-        ]  # fmt: skip
-    raise ValueError(f"unknown serving mode {mode!r}")
+        command += ["--worker-class", "sync"]
+    elif app != "flowplatform":
+        command += ["--worker-class", "uvicorn.workers.UvicornWorker"]
+    return command + [
+        "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--backlog", "2048",
+        "--log-level", "warning", "--keep-alive", "5",
+    ]  # fmt: skip
 
 
 def flowplatform_env(*, redis: bool = True, **extra: str) -> dict[str, str]:
@@ -296,7 +303,7 @@ def connection_env(mode: str) -> dict[str, str]:
     persistent connection (``CONN_MAX_AGE``). Under ASGI every request's ORM calls run on a
     thread of its own, so persistent connections pile up until PostgreSQL refuses more
     ("too many clients"): a psycopg pool per process instead (bin/serve-prod does the same)."""
-    if mode == "uvicorn":
+    if mode == "uvicorn" and os.environ.get("BENCH_ASGI_CONNECTIONS") != "persistent":
         return {"CONN_MAX_AGE": "0", "DATABASE_POOL": "true"}
     return {"CONN_MAX_AGE": "60", "DATABASE_POOL": "false"}
 
@@ -365,19 +372,50 @@ class Servers:
     workers: int
     flowplatform: Server
     floor: Server
+    tag: str = ""
+
+
+def connection_report(servers: Servers, since: float) -> str:
+    """How many PostgreSQL connections each server holds now, and how many of them were
+    opened after ``since`` (a ``time.time()``): with working persistent connections or a
+    pool, a measured run opens (almost) none."""
+    import psycopg
+
+    with psycopg.connect(_psycopg_conninfo(database_url()), autocommit=True) as conn:
+        rows = conn.execute(
+            """
+            SELECT application_name, count(*),
+                   count(*) FILTER (WHERE backend_start > to_timestamp(%s))
+            FROM pg_stat_activity WHERE application_name = ANY(%s) GROUP BY 1
+            """,
+            [since, [f"bench-fp-{servers.tag}", f"bench-floor-{servers.tag}"]],
+        ).fetchall()
+    found = {name.split("-")[1]: (total, new) for name, total, new in rows}
+    parts = []
+    for side, label in (("fp", "flowplatform"), ("floor", "floor")):
+        total, new = found.get(side, (0, 0))
+        parts.append(f"{label} {total} open ({new} opened during the run)")
+    return "database connections: " + ", ".join(parts)
 
 
 @contextlib.contextmanager
 def serving(mode: str, workers: int, *, redis: bool = True) -> Iterator[Servers]:
-    """flowplatform and the floor, served the same way, side by side."""
+    """flowplatform and the floor, served the same way, side by side. Each server's
+    database connections carry an ``application_name`` (``PGAPPNAME``) so the benchmark can
+    count them (``connection_report``)."""
     prepare_floor()
+    tag = uuid.uuid4().hex[:8]
     with (
         running_server(
             name="flowplatform",
             app="flowplatform",
             mode=mode,
             workers=workers,
-            env={**flowplatform_env(redis=redis), **connection_env(mode)},
+            env={
+                **flowplatform_env(redis=redis),
+                **connection_env(mode),
+                "PGAPPNAME": f"bench-fp-{tag}",
+            },
             probe="/healthz",
         ) as fp,
         running_server(
@@ -385,10 +423,10 @@ def serving(mode: str, workers: int, *, redis: bool = True) -> Iterator[Servers]
             app="bench.floor",
             mode=mode,
             workers=workers,
-            env={**floor_env(), **connection_env(mode)},
+            env={**floor_env(), **connection_env(mode), "PGAPPNAME": f"bench-floor-{tag}"},
         ) as floor,
     ):
-        yield Servers(mode, workers, fp, floor)
+        yield Servers(mode, workers, fp, floor, tag)
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -402,10 +440,81 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    # CPU seconds the server's processes, and its PostgreSQL backends, used during the run.
+    app_cpu: float = 0.0
+    db_cpu: float = 0.0
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def app_cpu_ms(self) -> float:
+        return self.app_cpu / self.requests * 1000 if self.requests else 0.0
+
+    @property
+    def db_cpu_ms(self) -> float:
+        return self.db_cpu / self.requests * 1000 if self.requests else 0.0
+
+
+# --- CPU accounting: what one request costs, whatever share of the machine it got ----------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def _cpu_of(pids: Sequence[int]) -> dict[int, float]:
+    seconds = {}
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is not None:  # utime + stime (fields 14 and 15 of /proc/pid/stat)
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return seconds
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None and int(fields[2]) == pgid:
+                pids.append(int(entry))
+    return pids
+
+
+def _backend_pids(application_name: str) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(_psycopg_conninfo(database_url()), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by one server's process group and its PostgreSQL backends (same machine)."""
+
+    pgid: int
+    application_name: str
+
+    def snapshot(self) -> tuple[dict[int, float], dict[int, float]]:
+        return _cpu_of(_group_pids(self.pgid)), _cpu_of(_backend_pids(self.application_name))
+
+    def since(self, before: tuple[dict[int, float], dict[int, float]]) -> tuple[float, float]:
+        after = self.snapshot()
+        return tuple(  # type: ignore[return-value]
+            sum(max(0.0, now - then.get(pid, 0.0)) for pid, now in current.items())
+            for current, then in zip(after, before, strict=True)
+        )
 
 
 _run_counter = 0
@@ -494,6 +603,7 @@ class Target:
     label: str
     server: Callable[[Servers], Server]
     lua: str
+    side: str = "fp"  # "fp" | "floor": whose PostgreSQL backends to count
 
 
 @dataclass
@@ -510,6 +620,16 @@ class Comparison:
             return None
         return self.flowplatform.rps / self.floor.rps
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Requests per CPU-second (server + PostgreSQL), flowplatform / floor: the
+        throughput ratio on a machine that gives both its whole CPU."""
+        fp, floor = self.flowplatform, self.floor
+        if floor is None:
+            return None
+        fp_cost, floor_cost = fp.app_cpu_ms + fp.db_cpu_ms, floor.app_cpu_ms + floor.db_cpu_ms
+        return floor_cost / fp_cost if fp_cost and floor_cost else None
+
 
 def _combine(label: str, runs: list[LoadResult]) -> LoadResult:
     return LoadResult(
@@ -519,6 +639,8 @@ def _combine(label: str, runs: list[LoadResult]) -> LoadResult:
         p50_ms=statistics.median(r.p50_ms for r in runs),
         p99_ms=max(r.p99_ms for r in runs),
         errors=sum(r.errors for r in runs),
+        app_cpu=sum(r.app_cpu for r in runs),
+        db_cpu=sum(r.db_cpu for r in runs),
     )
 
 
@@ -546,12 +668,15 @@ def compare(
             seconds=warmup,
         )
     per_round = max(1.0, seconds / rounds)
+    since = time.time()
     results: dict[str, list[LoadResult]] = {side.label: [] for side in sides}
     pairs: list[tuple[LoadResult, LoadResult | None]] = []
     for index in range(rounds):
         order = sides if index % 2 == 0 else list(reversed(sides))
         got: dict[str, LoadResult] = {}
         for side in order:
+            meter = CpuMeter(side.server(servers).process.pid, f"bench-{side.side}-{servers.tag}")
+            before = meter.snapshot()
             got[side.label] = wrk(
                 label=side.label,
                 url=side.server(servers).url,
@@ -559,11 +684,16 @@ def compare(
                 connections=connections,
                 seconds=per_round,
             )
+            got[side.label].app_cpu, got[side.label].db_cpu = meter.since(before)
             results[side.label].append(got[side.label])
         pairs.append((got[flowplatform.label], got.get(floor.label) if floor else None))
     fp = _combine(flowplatform.label, results[flowplatform.label])
     fl = _combine(floor.label, results[floor.label]) if floor else None
-    return Comparison(name=name, flowplatform=fp, floor=fl, rounds=pairs)
+    try:
+        notes = connection_report(servers, since)
+    except Exception as exc:  # noqa: BLE001 - a report, never a failure
+        notes = f"database connections: not counted ({exc})"
+    return Comparison(name=name, flowplatform=fp, floor=fl, rounds=pairs, notes=notes)
 
 
 def flowplatform_side(label: str, lua: str) -> Target:
@@ -571,7 +701,7 @@ def flowplatform_side(label: str, lua: str) -> Target:
 
 
 def floor_side(label: str, lua: str) -> Target:
-    return Target(label=label, server=lambda s: s.floor, lua=lua)
+    return Target(label=label, server=lambda s: s.floor, lua=lua, side="floor")
 
 
 FLOOR_INSERT_LUA = """
@@ -603,19 +733,22 @@ def print_header(title: str, servers: Servers, *, seconds: float, connections: i
 
 def print_table(comparisons: Sequence[Comparison]) -> None:
     head = (
-        f"{'benchmark':<58} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs floor':>9}"
+        f"{'benchmark':<58} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        f" {'vs floor':>9} {'app CPU':>8} {'db CPU':>7} {'CPU vs':>7}"
     )
     print(head)
     print("-" * len(head))
     for comparison in comparisons:
-        rows = [(comparison.flowplatform, comparison.ratio)]
+        rows = [(comparison.flowplatform, comparison.ratio, comparison.cpu_ratio)]
         if comparison.floor is not None:
-            rows.append((comparison.floor, None))
-        for result, ratio in rows:
+            rows.append((comparison.floor, None, None))
+        for result, ratio, cpu_ratio in rows:
             shown = f"{ratio:9.0%}" if ratio is not None else ""
+            cpu_shown = f"{cpu_ratio:7.0%}" if cpu_ratio is not None else ""
             print(
                 f"{result.label:<58} {result.rps:8.0f} {result.p50_ms:8.1f} {result.p99_ms:8.1f}"
-                f" {result.errors:7d} {shown:>9}"
+                f" {result.errors:7d} {shown:>9} {result.app_cpu_ms:8.2f} {result.db_cpu_ms:7.2f}"
+                f" {cpu_shown:>7}"
             )
         if comparison.notes:
             print(f"  {comparison.notes}")
@@ -641,6 +774,8 @@ def comparison_json(comparison: Comparison, **extra: Any) -> dict[str, Any]:
             "p99_ms": result.p99_ms,
             "errors": result.errors,
             "requests": result.requests,
+            "app_cpu_ms": round(result.app_cpu_ms, 2),
+            "db_cpu_ms": round(result.db_cpu_ms, 2),
         }
 
     return {
@@ -648,6 +783,8 @@ def comparison_json(comparison: Comparison, **extra: Any) -> dict[str, Any]:
         "flowplatform": side(comparison.flowplatform),
         "floor": side(comparison.floor),
         "ratio": comparison.ratio,
+        "cpu_ratio": comparison.cpu_ratio,
+        "notes": comparison.notes,
         **extra,
     }
 

@@ -7,7 +7,7 @@ tasks → every task claimed exactly once, 0 double claims. Prints the figure.
 
 A uvicorn server with 4 worker processes serves the database; 50 threads, each its own HTTP
 client, claim 10 at a time (``POST /api/task-executions/claim``) until the queue is empty.
-The CI-sized version (1,000 tasks) is
+The CI-sized version (500 tasks) is
 ``flowplatform/tests/reliability/test_races_postgres.py``.
 """
 
@@ -51,7 +51,8 @@ def main() -> int:
     executions = queue_tasks(organization, executions=args.executions, width=args.width)
     queued = TaskExecution.objects.filter(flow_execution__in=executions, status="queued").count()
     env = server_env(database_url=database_url(connection.settings_dict), redis_url=None)
-    env.update(LOG_LEVEL="WARNING", CONN_MAX_AGE="0")
+    # Long leases: claimed tasks are held, never heartbeated, while the race runs.
+    env.update(LOG_LEVEL="WARNING", CONN_MAX_AGE="0", FLOWPLATFORM_LEASE_SECONDS="3600")
     log = Path(tempfile.mkdtemp()) / "server.log"
     with LiveServer(env, log, workers=4, log_level="warning") as server:
         race = claim_race(server.http_url, service_key, claimers=args.claimers, limit=args.limit)

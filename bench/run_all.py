@@ -112,18 +112,22 @@ def print_summary(rows: list[dict[str, Any]], outputs: dict[str, str], *, elapse
     print(f"\n=================== summary ({elapsed / 60:.1f} min) ===================")
     head = (
         f"{'benchmark':<50} {'mode':<9} {'c':>3} {'req/s':>7} {'p50':>7} {'p99':>7} {'err':>5}"
-        f" {'floor r/s':>9} {'fl p50':>7} {'ratio':>6}  target"
+        f" {'floor r/s':>9} {'fl p50':>7} {'ratio':>6} {'CPU/req fp':>10} {'floor':>6}"
+        f" {'CPU ratio':>9}  target"
     )
     print(head)
     print("-" * (len(head) + 24))
     for row in rows:
         fp, floor = row["flowplatform"], row["floor"] or {}
         ratio = f"{row['ratio']:.0%}" if row.get("ratio") is not None else ""
+        cpu_ratio = f"{row['cpu_ratio']:.0%}" if row.get("cpu_ratio") is not None else ""
+        fp_cpu = fp.get("app_cpu_ms", 0) + fp.get("db_cpu_ms", 0)
+        floor_cpu = floor.get("app_cpu_ms", 0) + floor.get("db_cpu_ms", 0)
         print(
             f"{fp['label'][:50]:<50} {row['mode']:<9} {row['connections']:>3} {fp['rps']:>7.0f}"
             f" {fp['p50_ms']:>7.1f} {fp['p99_ms']:>7.1f} {fp['errors']:>5}"
             f" {floor.get('rps', 0):>9.0f} {floor.get('p50_ms', 0):>7.1f} {ratio:>6}"
-            f"  {TARGETS.get(row['name'], '')}"
+            f" {fp_cpu:>10.2f} {floor_cpu:>6.2f} {cpu_ratio:>9}  {TARGETS.get(row['name'], '')}"
         )
     text = outputs.get("task_outputs_list", "")
     if text:

@@ -71,6 +71,11 @@ def _server_application() -> Any:
     from django.conf import settings
 
     settings.ROOT_URLCONF = __name__
+    chunk = os.environ.get("BENCH_STREAM_CHUNK_SIZE")
+    if chunk:  # an experiment: rows per cursor fetch of the streamed list
+        import outputs.api
+
+        outputs.api.STREAM_CHUNK_SIZE = int(chunk)
     from flowplatform.asgi import application
 
     return application

@@ -11,6 +11,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -120,7 +122,17 @@ _DRF_MAP: list[tuple[type[Exception], int, str]] = [
 ]
 
 
+# The database cannot be reached or gave up on the transaction (connection lost, server
+# restarting, deadlock, serialization failure, SQLite busy): nothing is wrong with the request
+# and it was not applied, so clients and workers should retry (workers retry 503, not 500).
+RETRY_AFTER_SECONDS = 1
+UNAVAILABLE_MESSAGE = "The database is unavailable; nothing was changed. Retry shortly."
+
+
 def _as_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
+    if isinstance(exc, DatabaseOperationalError | DatabaseInterfaceError):
+        logger.warning("Database unavailable: %s", exc.__class__.__name__)
+        return 503, envelope(message=UNAVAILABLE_MESSAGE, code=ServiceUnavailable.code)
     if isinstance(exc, FlowplatformError):
         return exc.http_status, envelope(message=exc.message, code=exc.code, details=exc.details)
     if isinstance(exc, Http404):
@@ -161,6 +173,8 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
             headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
     if status == 401 and "WWW-Authenticate" not in headers:
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    if status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
     set_rollback()
     return Response(body, status=status, headers=headers)
 
@@ -171,4 +185,7 @@ def json_error_response(exc: Exception) -> JsonResponse:
     if shaped is None:
         shaped = 500, envelope(message=FlowplatformError.default_message, code="internal_error")
     status, body = shaped
-    return JsonResponse(body, status=status)
+    response = JsonResponse(body, status=status)
+    if status == 503:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

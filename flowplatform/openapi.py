@@ -73,6 +73,7 @@ _DESCRIPTIONS = {
     "415": "Unsupported media type.",
     "422": "Body or query failed validation.",
     "500": "Unexpected error.",
+    "503": "The database is unavailable; nothing was changed. Retry after `Retry-After`.",
 }
 
 
@@ -85,7 +86,7 @@ def add_error_responses(result: dict[str, Any], generator, request, public) -> d
         for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            codes = ["401", "403", "422", "500"]
+            codes = ["401", "403", "422", "500", "503"]
             if "{" in path:
                 codes.append("404")
             if method in {"post", "put", "patch"}:

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -118,7 +119,7 @@ def find_active_api_key(*, raw_key: str) -> ApiKey | None:
 # ``ApiKey.objects.select_related("organization", "user", "service_account")``): building
 # the ORM query cost several times more CPU than running it (bench/README.md, "Hot paths").
 @functools.cache
-def _key_lookup() -> tuple[str, list[tuple[type[Model], list[Field]]]]:
+def _key_lookup() -> tuple[str, list[tuple[type[Model], list[Field], list[list[Any]]]]]:
     user_model = get_user_model()
     parts = [
         (ApiKey, "k", ""),
@@ -128,11 +129,11 @@ def _key_lookup() -> tuple[str, list[tuple[type[Model], list[Field]]]]:
     ]
     columns: list[str] = []
     joins: list[str] = []
-    layout: list[tuple[type[Model], list[Field]]] = []
+    layout: list[tuple[type[Model], list[Field], list[list[Any]]]] = []
     for model, alias, join in parts:
         fields = list(model._meta.concrete_fields)
         columns += [f'{alias}."{field.column}"' for field in fields]
-        layout.append((model, fields))
+        layout.append((model, fields, [_converters(field) for field in fields]))
         if join:
             joins.append(join.format(table=f'"{model._meta.db_table}"', pk=model._meta.pk.column))
     sql = (
@@ -151,7 +152,7 @@ def _fetch_key(digest: str) -> ApiKey | None:
         return None
     instances: list[Model | None] = []
     start = 0
-    for model, fields in layout:
+    for model, fields, converters in layout:
         values = list(row[start : start + len(fields)])
         start += len(fields)
         if values[0] is None and model is not ApiKey:  # a LEFT JOIN that matched nothing
@@ -159,7 +160,8 @@ def _fetch_key(digest: str) -> ApiKey | None:
             continue
         for index, field in enumerate(fields):
             if values[index] is not None:
-                values[index] = _from_db(field, values[index])
+                for convert in converters[index]:
+                    values[index] = convert(values[index], field.cached_col, connection)
         instances.append(model.from_db(connection.alias, [f.attname for f in fields], values))
     key, organization, user, service_account = instances
     key.organization = organization
@@ -168,13 +170,12 @@ def _fetch_key(digest: str) -> ApiKey | None:
     return key  # type: ignore[return-value]
 
 
-def _from_db(field: Field, value: object) -> object:
-    """What the ORM would make of a raw column value: the backend's converters first (SQLite
-    returns datetimes as text, made aware here), then the field's ``from_db_value``."""
-    column = field.get_col(field.model._meta.db_table)
-    for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
-        value = convert(value, column, connection)
-    return value
+def _converters(field: Field) -> list[Any]:
+    """What the ORM applies to a raw column value of ``field``: the backend's converters first
+    (SQLite returns datetimes as text, made aware here), then the field's ``from_db_value``.
+    Looked up once per process (``_key_lookup``), not per request."""
+    column = field.cached_col
+    return connection.ops.get_db_converters(column) + field.get_db_converters(connection)
 
 
 def touch_api_key(*, api_key: ApiKey) -> None:

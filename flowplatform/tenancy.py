@@ -14,13 +14,15 @@ transaction and can never leak to the next request on a reused (persistent or po
 connection. Hence every database statement that reads tenant rows must run inside a
 transaction that set them first:
 
-- API requests: ``ATOMIC_REQUESTS`` gives each view a transaction and DRF authentication
-  calls ``set_organization`` in it (``flowplatform.authentication``).
-- Code running outside a request transaction (WebSocket consumers, the claim long-poll, the
-  streamed task-output list): ``with activate(organization_id):`` around each unit of work.
-- Staff in the admin, operator endpoints, the engine's cross-organization work:
-  ``with bypass():``. Management commands that must see every organization call
-  ``bypass_process()`` once (never in a server process).
+- API requests and browser pages: ``ATOMIC_REQUESTS`` gives each view a transaction, and
+  DRF authentication (``flowplatform.authentication``) or the page's session principal
+  calls ``set_organization`` in it.
+- Code running outside a request transaction (WebSocket consumers, the claim long-poll's
+  later attempts, the streamed task-output list): ``with activate(organization_id):``
+  around each unit of work.
+- Staff in the admin (``TenancyMiddleware``) and ``/metrics``: ``with bypass():``.
+  Management commands that must see every organization (``sweepleases``, ``pruneevents``)
+  call ``bypass_process()`` once (never in a server process).
 
 The bypass setting is an explicit opt-out for trusted code paths, not a privilege: the
 policies defend against a query that forgets its organization filter, not against SQL that
@@ -180,18 +182,25 @@ def _scoped(using: str, values: tuple[str, str], *, savepoint: bool = True) -> I
             _restore(connection, previous)
 
 
-# Tenancy statements set transaction state, like Django's BEGIN or SET TIME ZONE, and like
-# them run on the driver's connection, outside Django's query log: each is one round trip.
 _SET = "set_config(%s, %s, true), set_config(%s, %s, true)"
 
 
 def _apply(connection: BaseDatabaseWrapper, values: tuple[str, str]) -> None:
+    """Set ``values`` for the current transaction: one statement, in Django's query log like
+    any other (it is the per-request cost of RLS)."""
     organization, bypassing = values
-    _run(
-        connection,
-        f"SELECT {_SET}",
-        [ORGANIZATION_SETTING, organization, BYPASS_SETTING, bypassing],
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_SET}", [ORGANIZATION_SETTING, organization, BYPASS_SETTING, bypassing]
+        )
+
+
+# Saving and restoring an enclosing transaction's values only happens when tenancy code runs
+# inside a transaction opened before it (the test suite's, around each test), and setting
+# the process-wide bypass only in commands and tests. Neither is a cost of serving requests,
+# so these statements run on the driver's connection, outside Django's query log (like
+# Django's own SET TIME ZONE on connecting), and the suite's query budgets stay those of
+# production.
 
 
 def _swap(connection: BaseDatabaseWrapper, values: tuple[str, str]) -> tuple[str, str]:
@@ -210,7 +219,12 @@ def _swap(connection: BaseDatabaseWrapper, values: tuple[str, str]) -> tuple[str
 
 def _restore(connection: BaseDatabaseWrapper, previous: tuple[str, str]) -> None:
     if connection.in_atomic_block and not connection.needs_rollback:
-        _apply(connection, previous)
+        organization, bypassing = previous
+        _run(
+            connection,
+            f"SELECT {_SET}",
+            [ORGANIZATION_SETTING, organization, BYPASS_SETTING, bypassing],
+        )
 
 
 def _values(row: Any) -> tuple[str, str]:

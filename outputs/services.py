@@ -14,6 +14,7 @@ nothing is pushed before commit.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -116,7 +117,8 @@ def sync_outputs_from_executions(
     not known are loaded in one SELECT, together with those of ``prefetch`` (tasks the caller
     expects to sync next). Writes: one bulk INSERT for the missing outputs (the caller holds
     the flow execution's lock, which every output insert holds: no savepoint needed), one
-    UPDATE per changed output, and the events go to the engine's batch. Returns the outputs.
+    UPDATE per distinct change (outputs changing the same way share it), and the events go
+    to the engine's batch. Returns the outputs.
     """
     if not task_executions:
         return []
@@ -128,7 +130,7 @@ def sync_outputs_from_executions(
         found = {row.task_name: row for row in _outputs_named(first.flow_execution_id, wanted)}
         cache.update({name: found.get(name) for name in wanted})
     inserts: list[TaskOutput] = []
-    events: list[EventSpec] = []
+    updates: dict[str, tuple[dict[str, Any], list[TaskOutput]]] = {}
     for name, task in by_name.items():
         values = _execution_values(task, flow_version)
         row = cache.get(name)
@@ -143,15 +145,22 @@ def sync_outputs_from_executions(
             inserts.append(row)
             cache[name] = row
             continue
-        changed = [key for key, value in values.items() if getattr(row, key) != value]
+        changed = {key: value for key, value in values.items() if getattr(row, key) != value}
         if changed:
-            for key in changed:
-                setattr(row, key, values[key])
-            row.save(update_fields=[*changed, "updated_at"])
-            events.append(_event(UPDATED, row, flow_id=flow_id))
+            # Outputs that change the same way (e.g. tasks queued again) share one UPDATE.
+            key = json.dumps(changed, sort_keys=True, default=str)
+            updates.setdefault(key, (changed, []))[1].append(row)
+    now = timezone.now()
+    for changed, rows in updates.values():
+        TaskOutput.objects.filter(pk__in=[row.pk for row in rows]).update(**changed, updated_at=now)
+        for row in rows:
+            for key, value in changed.items():
+                setattr(row, key, value)
+            row.updated_at = now
     if inserts:
         TaskOutput.objects.bulk_create(inserts)
-        events.extend(_event(CREATED, row, flow_id=flow_id) for row in inserts)
+    events = [_event(UPDATED, row, flow_id=flow_id) for _, rows in updates.values() for row in rows]
+    events.extend(_event(CREATED, row, flow_id=flow_id) for row in inserts)
     _publish(events)
     return [row for name in by_name if (row := cache[name]) is not None]
 
@@ -416,7 +425,7 @@ def _event(event_type: str, row: TaskOutput, *, flow_id: UUID) -> EventSpec:
 
 def _lock_flow_execution(*, organization_id: UUID, pk: UUID) -> FlowExecution:
     execution = (
-        FlowExecution.objects.select_for_update()
+        FlowExecution.objects.select_for_update(no_key=True)
         .filter(pk=pk, organization_id=organization_id)
         .exclude(status=FlowExecutionStatus.DELETED)
         .only("id", "organization_id", "flow_id", "flow_version", "status")

@@ -3,8 +3,11 @@ once; the others stay ``queued`` and start in creation order as slots free up.
 
 Lock order: a flow execution's row (held by the caller), then the organization's row, then
 other queued flow executions with ``SKIP LOCKED`` (never waited for), so two transactions
-filling slots of one organization cannot deadlock. Re-executions of finished flow executions
-are a person's explicit request and start at once, even beyond the cap.
+filling slots of one organization cannot deadlock. Row locks are ``FOR NO KEY UPDATE``: they
+serialize the engine but never block the foreign-key checks of rows that merely refer to the
+locked ones (every event and task status of the organization refers to its row).
+Re-executions of finished flow executions are a person's explicit request and start at once,
+even beyond the cap.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def fill_slots(*, organization_id: UUID) -> list[FlowExecution]:
     started: list[FlowExecution] = []
     try:
         cap = (
-            Organization.objects.select_for_update()
+            Organization.objects.select_for_update(no_key=True)
             .values_list("max_concurrent_executions", flat=True)
             .get(id=organization_id)
         )
@@ -59,5 +62,5 @@ def _oldest_queued(organization_id: UUID) -> FlowExecution | None:
         organization_id=organization_id, status=FlowExecutionStatus.QUEUED
     ).order_by("created_at", "id")
     if connection.features.has_select_for_update_skip_locked:
-        qs = qs.select_for_update(skip_locked=True)
+        qs = qs.select_for_update(skip_locked=True, no_key=True)
     return qs.first()

@@ -182,7 +182,9 @@ def sweep_expired_leases(*, organization: Organization | None = None, limit: int
 
 @engine_operation
 def _expire(flow_execution_id: UUID, ids: list[UUID]) -> int:
-    execution = FlowExecution.objects.select_for_update().filter(id=flow_execution_id).first()
+    execution = (
+        FlowExecution.objects.select_for_update(no_key=True).filter(id=flow_execution_id).first()
+    )
     if execution is None:
         return 0
     run = Run.of(execution)

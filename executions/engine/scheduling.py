@@ -198,6 +198,10 @@ def queue_retry(run: Run, task: TaskExecution) -> TaskExecution:
 
 
 def has_active_tasks(run: Run) -> bool:
+    # An execution this operation loaded as active is still active: only transactions
+    # holding the flow execution's lock end one (a claim only turns queued into running).
+    if any(task.status in TASK_ACTIVE for task in run.latest.values()):
+        return True
     return TaskExecution.objects.filter(
         flow_execution_id=run.execution.id, status__in=TASK_ACTIVE
     ).exists()

@@ -23,13 +23,19 @@ if TYPE_CHECKING:
 def lock_flow_execution(
     *, flow_execution_id: UUID | str, organization: Organization | None = None
 ) -> FlowExecution:
-    """The flow execution, row-locked until the transaction ends (``select_for_update``).
+    """The flow execution, row-locked until the transaction ends (``SELECT … FOR NO KEY
+    UPDATE``).
 
     Every engine decision about one flow execution holds this lock, so concurrent reports,
-    edits and cancels of it run one after another. ``NotFound`` when it is missing, deleted
-    or (given ``organization``) another organization's.
+    edits and cancels of it run one after another. ``NO KEY``: the engine never changes the
+    row's key, and the lock must not block the foreign-key checks of rows that only refer to
+    the flow execution (a worker's task statuses and outputs, committed meanwhile).
+    ``NotFound`` when it is missing, deleted or (given ``organization``) another
+    organization's.
     """
-    qs = FlowExecution.objects.select_for_update().exclude(status=FlowExecutionStatus.DELETED)
+    qs = FlowExecution.objects.select_for_update(no_key=True).exclude(
+        status=FlowExecutionStatus.DELETED
+    )
     if organization is not None:
         qs = qs.filter(organization=organization)
     try:

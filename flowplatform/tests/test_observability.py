@@ -4,6 +4,7 @@ process, in-memory layer). Several processes summed: test_production_e2e.py."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import orjson
 import pytest
@@ -148,7 +149,7 @@ def test_lease_expiry_and_retry_are_counted(
     retries = sample("flowplatform_task_retries_total")
     failed = transitions_to("failed")
     TaskExecution.objects.filter(flow_execution=execution).update(
-        lease_expires_at=timezone.now() - timezone.timedelta(seconds=1)
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert engine.sweep_expired_leases(organization=tenant.organization) == 1

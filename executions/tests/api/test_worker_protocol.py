@@ -71,6 +71,37 @@ def test_claim_sets_running_and_lease(service_client, execution, settings):
     assert claim(service_client).json()["task_executions"] == []
 
 
+def test_claim_makes_the_outputs_running_with_their_events(
+    service_client, execution, django_capture_on_commit_callbacks
+):
+    from outputs.models import TaskOutput
+    from outputs.representations import task_output_data
+    from realtime.models import Event
+
+    before = Event.objects.count()
+    with django_capture_on_commit_callbacks(execute=True):
+        (item,) = claim(service_client, limit=1).json()["task_executions"]
+    output = TaskOutput.objects.get(flow_execution=execution, task_name="a")
+    assert output.status == "running"
+    # b is still queued; c (not queued yet) has no output
+    assert TaskOutput.objects.get(flow_execution=execution, task_name="b").status == "queued"
+    events = list(Event.objects.order_by("id")[before:])
+    assert [(e.type, e.task_name) for e in events] == [
+        ("task_execution.updated", "a"),
+        ("task_output.updated", "a"),
+    ]
+    assert events[0].data["status"] == "running" and events[0].data["id"] == item["id"]
+    assert events[1].data == task_output_data(output)
+
+
+def test_claim_leaves_a_soft_deleted_output_alone(service_client, execution):
+    from outputs.models import TaskOutput
+
+    TaskOutput.objects.filter(flow_execution=execution, task_name="a").update(status="deleted")
+    claim(service_client, limit=1)
+    assert TaskOutput.objects.get(flow_execution=execution, task_name="a").status == "deleted"
+
+
 def test_claim_only_own_organization_and_listed_executors(service_client, outsider, execution):
     assert claim(outsider.client("service")).json()["task_executions"] == []
     assert claim(service_client, executors=["python"]).json()["task_executions"] == []

@@ -6,12 +6,13 @@ Each thread closes its connection when done, so the test database can be flushed
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from executions import engine
 from executions.models import TaskExecution
@@ -131,6 +132,80 @@ def test_eight_claimers_claim_five_hundred_tasks_exactly_once(tenant):
     )
     for i, ids in enumerate(results):
         assert all(owners[uuid] == f"w{i}" for uuid in map(_uuid, ids))
+
+
+def test_worker_posts_after_the_report_do_not_wait_for_the_flow_execution_lock(tenant):
+    """The task-output post (updating an existing output) and a one-task status batch make
+    no scheduling decision: they go through while another transaction holds the flow
+    execution's row lock (as a long engine operation would)."""
+    execution = start(tenant.organization, shape_definition(DIAMOND))
+    worker = Worker(tenant.client("service"))
+    (a,) = worker.claim()
+    worker.report(a)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        try:
+            with transaction.atomic():
+                engine.lock_flow_execution(flow_execution_id=execution.id)
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    fe = str(execution.id)
+    output = {"flow_execution_id": fe, "task_name": "a", "summary": {"rows": 1}}
+    status = {"statuses": [{"task_name": "a", "status": "completed"}]}
+
+    def post(i: int) -> Any:
+        client = tenant.client("service")
+        if i == 0:
+            return client.post("/api/task-outputs", output, format="json")
+        return client.post(f"/api/flow-executions/{fe}/task-status", status, format="json")
+
+    try:
+        assert holding.wait(timeout=10)
+        began = time.monotonic()
+        results = run_concurrently(2, post)
+        # Had they waited for the lock, they would answer only when the holder gives up (30 s).
+        assert time.monotonic() - began < 20
+        assert [r.status_code for r in results] == [200, 200], results
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+
+def test_creating_an_output_waits_for_the_flow_execution_lock(tenant):
+    """Inserts of outputs all hold the flow execution's lock (the engine's bulk inserts rely
+    on it), so a post creating one waits for the engine."""
+    execution = start(tenant.organization, shape_definition(DIAMOND))
+    holding, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def hold_lock() -> None:
+        try:
+            with transaction.atomic():
+                engine.lock_flow_execution(flow_execution_id=execution.id)
+                holding.set()
+                release.wait(timeout=2)
+                order.append("released")
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert holding.wait(timeout=10)
+    body = {"flow_execution_id": str(execution.id), "task_name": "d", "summary": {}}
+    try:
+        response = tenant.client("service").post("/api/task-outputs", body, format="json")
+        order.append("posted")
+    finally:
+        connection.close()
+        holder.join(timeout=30)
+    assert response.status_code == 201
+    assert order == ["released", "posted"]
 
 
 def _uuid(value: str) -> Any:

@@ -38,7 +38,7 @@ def run_together(count: int, fn: Callable[[int], Any], *, timeout: float = 120) 
 
 
 def client(base_url: str, key: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
 
 
 def queue_tasks(organization: Any, *, executions: int, width: int) -> list[FlowExecution]:

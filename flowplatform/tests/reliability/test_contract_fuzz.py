@@ -23,7 +23,7 @@ from flowplatform.tests.reliability.fuzzing import run_schemathesis, seed, write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-MAX_EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "8"))
+MAX_EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "5"))
 MIN_GENERATED = 500  # per key; the two runs together must pass 1,000
 
 

@@ -80,3 +80,19 @@ def test_acknowledged_reports_survive_a_sigkilled_server(e2e_server, tenant):
     assert lost == []
     assert failures, "the kill should have cost some requests (else it was not mid-burst)"
     assert listed, "the restarted server serves what was written"
+
+
+@pytest.mark.django_db
+def test_a_database_outage_is_503_with_retry_after_not_500(tenant, monkeypatch):
+    """During ``bench/reliability_db_outage.py`` every failed request was a 500; workers retry
+    only 408/429/502/503, so they dropped reports they could have retried. Now: 503."""
+    from django.db import OperationalError
+
+    def unavailable(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    monkeypatch.setattr("flowplatform.authentication.find_active_api_key", unavailable)
+    response = tenant.client("service").get("/api/task-outputs")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "service_unavailable"

@@ -37,7 +37,8 @@ def _status(execution: FlowExecution) -> str:
 
 
 def test_sigkilled_worker_s_tasks_are_recovered_after_the_lease(e2e_server, start_worker, tenant):
-    server = e2e_server(lease_seconds=LEASE)
+    lease = LEASE + 1  # heartbeats keep it alive through a 4 s task, even on a loaded machine
+    server = e2e_server(lease_seconds=lease)
     definition = shape_definition(
         {f"slow{i}": [] for i in range(3)},
         **{
@@ -54,7 +55,7 @@ def test_sigkilled_worker_s_tasks_are_recovered_after_the_lease(e2e_server, star
             and len(rows) == 6
             and rows
         ),
-        timeout=20,
+        timeout=40,
         what="the victim to hold all six tasks",
     )
     os.kill(victim.pid, signal.SIGKILL)
@@ -87,14 +88,15 @@ def test_sigkilled_worker_s_tasks_are_recovered_after_the_lease(e2e_server, star
         recovered=f"{len(recovered)}/{len(held)}",
         lease_expired=expired,
         seconds_to_recover=round(seconds, 1),
-        lease_seconds=LEASE,
+        lease_seconds=lease,
     )
     assert [_status(e) for e in executions] == ["completed", "completed"], server.output()
     assert len(recovered) == len(held) == expired == 6
 
 
 def test_a_worker_stopped_past_its_lease_cannot_report_afterwards(e2e_server, start_worker, tenant):
-    server = e2e_server(lease_seconds=LEASE)
+    lease = LEASE + 2  # the rescuer heartbeats through its 3 s task, even on a loaded machine
+    server = e2e_server(lease_seconds=lease)
     definition = shape_definition(
         {"job": []}, job={"parameters": {"sleep_seconds": 3}, "retries": {"max_attempts": 2}}
     )
@@ -113,7 +115,7 @@ def test_a_worker_stopped_past_its_lease_cannot_report_afterwards(e2e_server, st
         wait_until(lambda: _status(execution) in TERMINAL, timeout=30, what="the rescue")
     finally:
         os.kill(stale.pid, signal.SIGCONT)
-    time.sleep(LEASE + 3)  # the stale worker wakes up, finishes its sleep and reports
+    time.sleep(lease + 1)  # the stale worker wakes up, finishes its sleep and reports
     # The report it would send, sent again explicitly: refused.
     with server.client(tenant.service_key) as http:
         late = http.post(
