@@ -93,13 +93,18 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         ),
     }
 else:
-    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
     _db.setdefault("OPTIONS", {})
     _db["OPTIONS"].setdefault("connect_timeout", 5)
-    if env.bool("DATABASE_POOL", default=False):
+    # A psycopg pool per process by default: under ASGI every request runs its ORM calls on a
+    # thread of its own, so persistent connections (CONN_MAX_AGE > 0) pile up one per thread
+    # until PostgreSQL refuses clients. Gunicorn sync workers may prefer DATABASE_POOL=false
+    # with CONN_MAX_AGE=60 (docs/deploy.md, "Database connections").
+    if env.bool("DATABASE_POOL", default=True):
         _db["CONN_MAX_AGE"] = 0
         _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DATABASE_POOL_SIZE", 10)}
+    else:
+        _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 if env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

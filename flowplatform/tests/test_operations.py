@@ -68,3 +68,39 @@ def test_metrics_token(anon_client):
     assert anon_client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
     ok = anon_client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret", REMOTE_ADDR="203.0.113.9")
     assert ok.status_code == 200
+
+
+def _production_database_settings(**environ: str) -> dict:
+    """``DATABASES["default"]`` as ``flowplatform.settings`` builds it from ``environ``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_POOL", "CONN_MAX_AGE"}}
+    env.update(DJANGO_SETTINGS_MODULE="flowplatform.settings", **environ)
+    code = (
+        "import json, django; django.setup(); from django.conf import settings;"
+        "db = settings.DATABASES['default'];"
+        "print(json.dumps({'age': db['CONN_MAX_AGE'], 'pool': db['OPTIONS'].get('pool')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.mark.django_db(False)
+def test_postgresql_uses_a_connection_pool_by_default_and_persistent_connections_on_request():
+    url = "postgres://app:secret@127.0.0.1:5432/flowplatform"
+    assert _production_database_settings(DATABASE_URL=url) == {
+        "age": 0,
+        "pool": {"min_size": 1, "max_size": 10},
+    }
+    assert _production_database_settings(DATABASE_URL=url, DATABASE_POOL_SIZE="4")["pool"] == {
+        "min_size": 1,
+        "max_size": 4,
+    }
+    assert _production_database_settings(
+        DATABASE_URL=url, DATABASE_POOL="false", CONN_MAX_AGE="30"
+    ) == {"age": 30, "pool": None}

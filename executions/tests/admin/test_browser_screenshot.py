@@ -20,22 +20,13 @@ import pytest
 from django.conf import settings
 
 from executions.tests.admin.showcase import STAFF_PASSWORD, STAFF_USERNAME, drive
+from executions.tests.chromium import CHROMIUM, CHROMIUM_ARGS, missing_reason
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 BASE_DIR = Path(settings.BASE_DIR)
 ARTIFACTS = BASE_DIR / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "admin_flow_execution.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _free_port() -> int:
@@ -71,9 +62,9 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, dict]]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    pytest.importorskip("playwright.sync_api")
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
     env = _env(tmp_path)
     _manage(env, "migrate", "--noinput", "-v", "0")
     out = _manage(
@@ -130,7 +121,7 @@ def test_flow_execution_page_in_chromium(server):  # noqa: ANN001
     ids = drive(base, setup)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             failed: list[str] = []

@@ -9,7 +9,6 @@ missing; never downloads a browser. Each test gets its own server, worker, brows
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from executions.tests.browser.helpers import Stack
+from executions.tests.chromium import CHROMIUM, CHROMIUM_ARGS, missing_reason
 from executions.tests.e2e.conftest import (  # noqa: F401 - fixtures shared with the e2e suite
     e2e_server,
     start_worker,
@@ -28,34 +28,14 @@ from executions.tests.e2e.conftest import (
 )
 from flowplatform.services import add_member, get_or_create_user
 
-CHROMIUM = os.environ.get("FLOWPLATFORM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TEST_SECONDS = 60
 USERNAME, PASSWORD = "browser-user", "browser-password"
-
-
-def _missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -r requirements.txt)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
-    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A file test database on SQLite, as for the e2e suite (the server is another process).
     e2e_collection_modifyitems(config, items)
-    reason = _missing()
+    reason = missing_reason()
     if reason is None:
         return
     here = Path(__file__).parent
