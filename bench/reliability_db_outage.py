@@ -7,7 +7,7 @@ check that every request that got a 2xx is in the database. Prints: acknowledged
         .venv/bin/python bench/reliability_db_outage.py
 
 The database is created when missing and migrated. A uvicorn server (2 worker processes,
-production connection settings: persistent connections with health checks) takes six reporter
+production connection settings: a psycopg pool per process) takes six reporter
 threads' task-status batches and ``completed`` reports; mid-burst PostgreSQL is stopped for
 ``--outage`` seconds, then started (``pg_ctlcluster --skip-systemctl-redirect <version> main
 start``; it is started again whatever happens), and the burst goes on until the server

@@ -15,6 +15,8 @@ Environment:
 - ``LOG_FORMAT`` (``json`` unless ``DEBUG`` is on), ``LOG_LEVEL``: gunicorn's own lines use the
   same format as the application's.
 - ``GUNICORN_CONTROL_SOCKET``: a path to enable gunicorn's control socket (off by default).
+- ``WS_PER_MESSAGE_DEFLATE`` (``false``): read by the worker class
+  (``flowplatform.server``): whether WebSocket frames are compressed per message.
 
 This module is imported by gunicorn's master process: it must not import Django or
 prometheus_client at module level (the workers, forked from the master, must import

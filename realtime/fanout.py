@@ -3,9 +3,12 @@
 A thousand browsers watching one flow in one server process would otherwise be a thousand
 layer channels: each message queued, decoded and dispatched a thousand times. Here the
 process's consumers of a group share one layer channel. Each message is received and decoded
-once and its event frames are serialized once, then handed synchronously to every local
-subscriber, which queues them for its own socket. The group is joined when its first local
-subscriber arrives and left when its last one goes.
+once; each event's ASGI ``websocket.send`` message (its JSON text) is built once and shared
+by every local subscriber, as is the check of which events a stream accepts
+(``Delivery``). Subscribers are handed the delivery synchronously, a few dozen at a time
+between which the feed lets the event loop run other work (an HTTP response must not wait
+for a thousand sockets). The group is joined when its first local subscriber arrives and
+left when its last one goes.
 """
 
 from __future__ import annotations
@@ -30,15 +33,60 @@ FEED_PREFIX = "fanout."
 FEED_CAPACITY = 10_000
 
 
+# Subscribers handed a message before the feed lets the event loop run something else.
+DISPATCH_SLICE = 50
+
+SendMessage = dict[str, Any]  # an ASGI ``websocket.send`` message
+
+
+class StreamFilter(Protocol):
+    def __hash__(self) -> int: ...
+
+    def accepts(self, event: dict[str, Any]) -> bool: ...
+
+
 class Subscriber(Protocol):
-    def on_group_message(self, message: dict[str, Any], frames: dict[int, str]) -> None: ...
+    def on_group_message(self, delivery: Delivery) -> None: ...
 
 
-def frames_of(message: dict[str, Any]) -> dict[int, str]:
-    """The text frame of each event of an ``events.batch`` message, by event id."""
-    if message.get("type") != "events.batch":
-        return {}
-    return {event["id"]: dumps(event).decode() for event in message.get("events", ())}
+def send_message(text: str) -> SendMessage:
+    """The ASGI message that sends ``text`` as one WebSocket text frame."""
+    return {"type": "websocket.send", "text": text}
+
+
+class Delivery:
+    """One group message as this process hands it to its subscribers.
+
+    ``events.batch``: each event is serialized once, into one ASGI send message that every
+    subscriber passes to its socket unchanged (ASGI servers only read it), and which events a
+    stream accepts is decided once per distinct stream, not once per subscriber.
+    """
+
+    __slots__ = ("message", "kind", "_events", "_accepted", "_last")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+        self.kind = message.get("type")
+        events = message.get("events", ()) if self.kind == "events.batch" else ()
+        self._events = [(event, send_message(dumps(event).decode())) for event in events]
+        self._accepted: dict[StreamFilter, list[tuple[int, SendMessage]]] = {}
+        self._last: tuple[StreamFilter | None, list[tuple[int, SendMessage]]] = (None, [])
+
+    def events_for(self, stream: StreamFilter) -> list[tuple[int, SendMessage]]:
+        """``(event id, send message)`` of the events ``stream`` accepts, in batch order.
+
+        Subscribers that share one stream object (``consumers.shared_stream``) are answered
+        by identity, without hashing the stream once per subscriber."""
+        last, accepted = self._last
+        if stream is last:
+            return accepted
+        found = self._accepted.get(stream)
+        if found is None:
+            found = self._accepted[stream] = [
+                (event["id"], message) for event, message in self._events if stream.accepts(event)
+            ]
+        self._last = (stream, found)
+        return found
 
 
 class _Feed:
@@ -107,12 +155,16 @@ class Fanout:
                 self._log_error("receiving for group %s failed", feed.group)
                 await asyncio.sleep(RECEIVE_ERROR_PAUSE)
                 continue
-            frames = frames_of(message)
-            for subscriber in list(feed.subscribers):
-                try:
-                    subscriber.on_group_message(message, frames)
-                except Exception:  # noqa: BLE001 - one broken subscriber must not stop others
-                    logger.exception("A subscriber of %s failed on a message", feed.group)
+            delivery = Delivery(message)
+            subscribers = list(feed.subscribers)
+            for start in range(0, len(subscribers), DISPATCH_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # let responses and other sockets through
+                for subscriber in subscribers[start : start + DISPATCH_SLICE]:
+                    try:
+                        subscriber.on_group_message(delivery)
+                    except Exception:  # noqa: BLE001 - one broken subscriber must not stop others
+                        logger.exception("A subscriber of %s failed on a message", feed.group)
 
     def _log_error(self, text: str, group: str) -> None:
         now = time.monotonic()

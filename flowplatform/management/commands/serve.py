@@ -45,8 +45,15 @@ class Command(BaseCommand):
         )
         if not no_worker:
             self._start_worker(base, setup.service_key, worker_concurrency)
+        from flowplatform.server import websocket_options
+
         uvicorn.run(
-            "flowplatform.asgi:application", host=host, port=port, log_level="info", lifespan="off"
+            "flowplatform.asgi:application",
+            host=host,
+            port=port,
+            log_level="info",
+            lifespan="off",
+            **websocket_options(),
         )
 
     def _start_worker(self, url: str, key: str, concurrency: int) -> None:
