@@ -119,7 +119,7 @@ def find_active_api_key(*, raw_key: str) -> ApiKey | None:
 # ``ApiKey.objects.select_related("organization", "user", "service_account")``): building
 # the ORM query cost several times more CPU than running it (bench/README.md, "Hot paths").
 @functools.cache
-def _key_lookup() -> tuple[str, list[tuple[type[Model], list[Field], list[list[Any]]]]]:
+def _key_lookup() -> tuple[str, list[tuple[type[Model], list[Field], list[tuple[Any, list]]]]]:
     user_model = get_user_model()
     parts = [
         (ApiKey, "k", ""),
@@ -129,7 +129,7 @@ def _key_lookup() -> tuple[str, list[tuple[type[Model], list[Field], list[list[A
     ]
     columns: list[str] = []
     joins: list[str] = []
-    layout: list[tuple[type[Model], list[Field], list[list[Any]]]] = []
+    layout: list[tuple[type[Model], list[Field], list[tuple[Any, list]]]] = []
     for model, alias, join in parts:
         fields = list(model._meta.concrete_fields)
         columns += [f'{alias}."{field.column}"' for field in fields]
@@ -158,10 +158,10 @@ def _fetch_key(digest: str) -> ApiKey | None:
         if values[0] is None and model is not ApiKey:  # a LEFT JOIN that matched nothing
             instances.append(None)
             continue
-        for index, field in enumerate(fields):
+        for index, (column, functions) in enumerate(converters):
             if values[index] is not None:
-                for convert in converters[index]:
-                    values[index] = convert(values[index], field.cached_col, connection)
+                for convert in functions:
+                    values[index] = convert(values[index], column, connection)
         instances.append(model.from_db(connection.alias, [f.attname for f in fields], values))
     key, organization, user, service_account = instances
     key.organization = organization
@@ -170,12 +170,13 @@ def _fetch_key(digest: str) -> ApiKey | None:
     return key  # type: ignore[return-value]
 
 
-def _converters(field: Field) -> list[Any]:
+def _converters(field: Field) -> tuple[Any, list[Any]]:
     """What the ORM applies to a raw column value of ``field``: the backend's converters first
     (SQLite returns datetimes as text, made aware here), then the field's ``from_db_value``.
-    Looked up once per process (``_key_lookup``), not per request."""
-    column = field.cached_col
-    return connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+    Looked up once per process (``_key_lookup``), not per request. ``get_col``, not
+    ``cached_col``: a foreign key's column converts as its target (a UUID on SQLite)."""
+    column = field.get_col(field.model._meta.db_table)
+    return column, connection.ops.get_db_converters(column) + field.get_db_converters(connection)
 
 
 def touch_api_key(*, api_key: ApiKey) -> None:

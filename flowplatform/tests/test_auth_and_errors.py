@@ -173,3 +173,29 @@ def test_docs_assets_are_served_locally(anon_client):
     for asset in assets:
         response = anon_client.get(asset)
         assert response.status_code == 200, asset
+
+
+@pytest.mark.parametrize("kind", ["user", "service"])
+def test_the_key_lookup_loads_exactly_what_the_orm_loads(tenant, kind):
+    """``find_active_api_key`` reads the key and its organization, user and service account
+    in one hand-written statement; every attribute must equal (value and type) what the
+    ORM's ``select_related`` gives, foreign keys included (UUIDs, not text, on SQLite)."""
+    from flowplatform.services import find_active_api_key
+
+    raw = tenant.user_key if kind == "user" else tenant.service_key
+    found = find_active_api_key(raw_key=raw)
+    expected = ApiKey.objects.select_related("organization", "user", "service_account").get(
+        pk=found.pk
+    )
+    for mine, theirs in [
+        (found, expected),
+        (found.organization, expected.organization),
+        (found.user, expected.user),
+        (found.service_account, expected.service_account),
+    ]:
+        assert (mine is None) == (theirs is None)
+        if theirs is None:
+            continue
+        for field in type(theirs)._meta.concrete_fields:
+            got, want = getattr(mine, field.attname), getattr(theirs, field.attname)
+            assert (got, type(got)) == (want, type(want)), field.attname
