@@ -15,7 +15,8 @@
    claimed→reported medians). Target: < 10 ms per task with 4 workers.
 2. In-process, editing the root of a 1,000-task DAG (layers of 37): dry run, mark stale only
    (the target: < 200 ms), and mark stale + re-queue (``execute_flow=true``), with the SQL
-   statements each runs.
+   statements each runs. Each edit works on a flow execution just run to completion
+   (``--repeat`` runs of each, the three alternated).
 
     .venv/bin/python bench/engine_throughput.py                  # temporary SQLite file
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_engine .venv/bin/python \
@@ -302,15 +303,16 @@ def complete_in_process(execution: FlowExecution, organization, key) -> None:  #
             )
 
 
-def staleness(organization, key, repeat: int) -> None:  # noqa: ANN001
+def staleness(organization, key, repeat: int, *, show_sql: bool = False) -> None:  # noqa: ANN001
     shape = layered(1000, 37)
     flow = make_flow(organization, shape)
     print(f"\n1,000-task DAG ({len(shape)} tasks, layers of 37): editing the root's output")
     principal = principal_for_key(key)
     timings: dict[str, list[float]] = {"dry run": [], "mark stale": [], "mark + re-queue": []}
     queries: dict[str, int] = {}
-    for mode in timings:
-        for _ in range(repeat):
+    statements: dict[str, list[dict]] = {}
+    for _ in range(repeat):
+        for mode in timings:  # alternated, so that the machine's load hits every mode alike
             execution = new_execution(flow)
             engine.start_flow_execution(execution=execution, actor="bench")
             complete_in_process(execution, organization, key)
@@ -326,6 +328,7 @@ def staleness(organization, key, repeat: int) -> None:  # noqa: ANN001
                 )
                 timings[mode].append((time.perf_counter() - began) * 1000)
             queries[mode] = len(captured.captured_queries)
+            statements[mode] = captured.captured_queries
     stale = TaskExecution.objects.filter(flow_execution=execution, stale_status="stale").count()
     queued = TaskExecution.objects.filter(flow_execution=execution, status="queued").count()
     for mode, values in timings.items():
@@ -334,6 +337,12 @@ def staleness(organization, key, repeat: int) -> None:  # noqa: ANN001
             f" ({queries[mode]} SQL statements)"
         )
     print(f"  (last run: {stale} executions marked stale, {queued} re-queued)")
+    if show_sql:
+        for mode, captured in statements.items():
+            print(f"  statements of the last {mode} (ms, as the driver timed their execution):")
+            for query in captured:
+                sql = " ".join(query["sql"].split())
+                print(f"    {float(query['time']) * 1000:7.1f}  {sql[:110]}")
 
 
 def main() -> None:
@@ -345,6 +354,7 @@ def main() -> None:
     parser.add_argument("--executor-runs", type=int, default=2000)
     parser.add_argument("--skip-dag", action="store_true")
     parser.add_argument("--skip-staleness", action="store_true")
+    parser.add_argument("--sql", action="store_true", help="staleness: time of each statement")
     args = parser.parse_args()
     mode = args.server or ("prod" if postgres else "uvicorn")
     call_command("migrate", interactive=False, verbosity=0)
@@ -378,7 +388,7 @@ def main() -> None:
                 f"{statistics.median(cpu):.1f} ms"
             )
     if not args.skip_staleness:
-        staleness(organization, key_row, args.repeat)
+        staleness(organization, key_row, args.repeat, show_sql=args.sql)
 
 
 if __name__ == "__main__":

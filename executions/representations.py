@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from executions.models import Flow, FlowExecution, FlowVersion, TaskExecution, TaskStatus
-from flowplatform.representation import iso, uid
+from flowplatform.representation import iso, iso_sql, json_object_sql, uid, uid_sql
 
 
 def flow_data(flow: Flow) -> dict[str, Any]:
@@ -76,6 +76,36 @@ def task_execution_data(task: TaskExecution) -> dict[str, Any]:
         "attempt": task.attempt,
         "max_attempts": task.max_attempts,
     }
+
+
+def task_execution_data_sql(alias: str) -> str:
+    """PostgreSQL: a ``jsonb`` expression equal to ``task_execution_data`` of the row
+    ``alias`` of the task execution table."""
+    t = alias
+    return json_object_sql(
+        {
+            "id": uid_sql(f"{t}.id"),
+            "organization_id": uid_sql(f"{t}.organization_id"),
+            "flow_execution_id": uid_sql(f"{t}.flow_execution_id"),
+            "task_name": f"{t}.task_name",
+            "task_execution_idx": f"{t}.task_execution_idx",
+            "status": f"{t}.status",
+            "input": f"{t}.input",
+            "output": f"{t}.output",
+            "error": f"{t}.error",
+            "created_at": iso_sql(f"{t}.created_at"),
+            "updated_at": iso_sql(f"{t}.updated_at"),
+            "modified_by": f"{t}.modified_by",
+            "started_at": iso_sql(f"{t}.started_at"),
+            "completed_at": iso_sql(f"{t}.completed_at"),
+            "edited_status": f"{t}.edited_status",
+            "stale_status": f"{t}.stale_status",
+            "stale_reason": f"{t}.stale_reason",
+            "task_executor_name": f"{t}.task_executor_name",
+            "attempt": f"{t}.attempt",
+            "max_attempts": f"{t}.max_attempts",
+        }
+    )
 
 
 def task_status_data(row: TaskStatus) -> dict[str, Any]:

@@ -16,3 +16,25 @@ def iso(value: datetime | None) -> str | None:
 
 def uid(value: UUID | None) -> str | None:
     return None if value is None else str(value)
+
+
+# PostgreSQL twins of the renderers above, for statements that build event data in the
+# database (large batches: no row is loaded into Python). Tests compare both renderings.
+
+
+def iso_sql(column: str) -> str:
+    """A ``timestamptz`` column as ``iso`` renders it (text; NULL stays NULL)."""
+    return (
+        f"replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+        " '.000000Z', 'Z')"
+    )
+
+
+def uid_sql(column: str) -> str:
+    """A ``uuid`` column as ``uid`` renders it."""
+    return f"{column}::text"
+
+
+def json_object_sql(fields: dict[str, str]) -> str:
+    """A ``jsonb`` object of ``{key: SQL expression}`` (keys are trusted identifiers)."""
+    return "jsonb_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"

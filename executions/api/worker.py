@@ -137,7 +137,7 @@ async def claim_view(request: HttpRequest) -> Any:
     pending: PendingClaim | None = getattr(request, "pending_claim", None)
     if pending is None:
         return response
-    with Waiter(pending.organization.id) as waiter:
+    with Waiter(pending.organization.id, pending.executors) as waiter:
         # A server shutting down answers at once, so it can finish its in-flight requests.
         while (remaining := pending.deadline - time.monotonic()) > 0 and not shutting_down():
             await waiter.wait(min(remaining, POLL_SECONDS))

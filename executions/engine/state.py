@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from executions import dsl
+from executions.engine import rows
 from executions.engine.definitions import definition_of
 from executions.enums import FlowExecutionStatus, TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
@@ -33,15 +35,21 @@ def lock_flow_execution(
     ``NotFound`` when it is missing, deleted or (given ``organization``) another
     organization's.
     """
-    qs = FlowExecution.objects.select_for_update(no_key=True).exclude(
-        status=FlowExecutionStatus.DELETED
-    )
-    if organization is not None:
-        qs = qs.filter(organization=organization)
+    sql = 'WHERE t."id" = %s AND NOT t."status" = %s'
     try:
-        return qs.get(id=flow_execution_id)
-    except (FlowExecution.DoesNotExist, ValueError):
+        params = [
+            rows.db_value(FlowExecution, "id", flow_execution_id),
+            FlowExecutionStatus.DELETED,
+        ]
+    except (ValidationError, ValueError, TypeError):
         raise NotFound(f"Flow execution {flow_execution_id} not found.") from None
+    if organization is not None:
+        sql += ' AND t."organization_id" = %s'
+        params.append(rows.db_value(FlowExecution, "organization_id", organization.pk))
+    found = rows.select(FlowExecution, sql + rows.lock_clause(no_key=True), params)
+    if not found:
+        raise NotFound(f"Flow execution {flow_execution_id} not found.")
+    return found[0]
 
 
 @dataclass
@@ -79,13 +87,19 @@ class Run:
     def is_latest(self, task: TaskExecution) -> bool:
         """Whether ``task`` is its task's latest execution. Loads, in the same query, what
         reacting to it needs: its task, the tasks downstream and their dependencies."""
-        dag = self.definition.dag
-        if task.task_name in dag:
-            downstream = dag.downstream(task.task_name)
-            deps = {dep for name in downstream for dep in dag.upstream(name)}
-            self.load({task.task_name, *downstream, *deps})
+        self.load_around(task.task_name)
         current = self.latest.get(task.task_name)
         return current is None or current.id == task.id
+
+    def load_around(self, task_name: str) -> dict[str, TaskExecution]:
+        """Load (one query) what reacting to ``task_name`` needs: its latest execution, those
+        of the tasks downstream and of their dependencies."""
+        dag = self.definition.dag
+        if task_name in dag:
+            downstream = dag.downstream(task_name)
+            deps = {dep for name in downstream for dep in dag.upstream(name)}
+            self.load({task_name, *downstream, *deps})
+        return self.latest
 
     def record(self, task: TaskExecution) -> None:
         self.latest[task.task_name] = task
@@ -93,22 +107,28 @@ class Run:
 
     def set_pending(self, names: list[str]) -> None:
         if names != self.pending:
-            FlowExecution.objects.filter(id=self.execution.id).update(pending_tasks=names)
             self.execution.pending_tasks = names
+            rows.update(self.execution, ["pending_tasks"])
 
 
 def latest_executions(flow_execution_id: UUID, names: set[str]) -> dict[str, TaskExecution]:
-    """The highest-index execution of each of ``names`` that has one."""
-    qs = TaskExecution.objects.filter(flow_execution_id=flow_execution_id).exclude(
-        status=TaskExecutionStatus.DELETED
-    )
+    """The highest-index execution of each of ``names`` that has one (one query)."""
+    sql = 'WHERE t."flow_execution_id" = %s AND NOT t."status" = %s'
+    params: list[Any] = [
+        rows.db_value(TaskExecution, "flow_execution_id", flow_execution_id),
+        TaskExecutionStatus.DELETED,
+    ]
     if len(names) <= 500:
-        qs = qs.filter(task_name__in=names)
+        ordered = sorted(names)
+        sql += f' AND t."task_name" IN ({rows.placeholders(len(ordered))})'
+        params += ordered
+    sql += ' ORDER BY t."task_name", t."task_execution_idx" DESC'
     if connection.vendor == "postgresql":
-        rows = qs.order_by("task_name", "-task_execution_idx").distinct("task_name")
-        return {row.task_name: row for row in rows if row.task_name in names}
+        found = rows.select(TaskExecution, sql, params, distinct_on='t."task_name"')
+    else:
+        found = rows.select(TaskExecution, sql, params)
     latest: dict[str, TaskExecution] = {}
-    for row in qs.order_by("task_name", "-task_execution_idx"):
+    for row in found:
         if row.task_name in names:
             latest.setdefault(row.task_name, row)
     return latest

@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from executions.engine import observe, wakeup
+from executions.engine import observe, rows, wakeup
 from executions.engine.events import emit, flow_status_event, task_event
 from executions.enums import (
     FLOW_EXECUTION_TERMINAL,
@@ -58,10 +58,12 @@ def create_task_executions(tasks: Sequence[TaskExecution], *, flow_id: UUID) -> 
             task.available_at = now
         if task.status in TASK_TERMINAL:
             task.completed_at = now
-    created = TaskExecution.objects.bulk_create(tasks)
+    created = rows.insert(tasks)
     emit(*(task_event("created", task, flow_id=flow_id) for task in created))
     observe.task_transitions((task, None, task.status) for task in created)
-    wakeup.notify_on_commit(t.organization_id for t in created if t.status == TE.QUEUED)
+    wakeup.notify_on_commit(
+        (t.organization_id, t.task_executor_name) for t in created if t.status == TE.QUEUED
+    )
     return created
 
 
@@ -93,6 +95,11 @@ def build_task_execution(
     )
 
 
+class StatusChanged(Exception):
+    """``change_task_status(..., read_unlocked=True)``: the row's status is no longer the one
+    read (a claim took the queued execution meanwhile). Nothing was written or emitted."""
+
+
 def change_task_status(
     task: TaskExecution,
     to: str,
@@ -103,12 +110,17 @@ def change_task_status(
     output: Any = _UNSET,
     error: Any = _UNSET,
     input: Any = _UNSET,
+    read_unlocked: bool = False,
 ) -> TaskExecution:
     """Move ``task`` to ``to`` (or keep its status and update the given fields).
 
     Raises ``BadRequest`` for a transition the table does not allow. Sets ``started_at`` and
     the lease when it starts running, ``completed_at`` when it ends, clears the lease when it
     goes back to the queue.
+
+    ``read_unlocked``: ``task`` was read without its row lock (under the flow execution's,
+    which every change but a claim holds), so the UPDATE applies only if its status is still
+    the one read; else ``StatusChanged`` (``task`` is then stale: read it again, locked).
     """
     if to != task.status and to not in TASK_EXECUTION_TRANSITIONS.get(task.status, ()):
         raise BadRequest(f"A task execution cannot go from {task.status!r} to {to!r}.")
@@ -126,12 +138,13 @@ def change_task_status(
         fields |= _status_stamps(task, to, now=now, worker_id=worker_id)
     task.status = to
     task.updated_at = now
-    task.save(update_fields=sorted(fields))
+    if not rows.update(task, fields, expect={"status": previous} if read_unlocked else None):
+        raise StatusChanged(f"task execution {task.id} is no longer {previous!r}")
     emit(task_event("updated", task, flow_id=flow_id))
     if to != previous:
         observe.task_transitions([(task, previous, to)], worker_id=worker_id)
     if to == TE.QUEUED:
-        wakeup.notify_on_commit([task.organization_id])
+        wakeup.notify_on_commit([(task.organization_id, task.task_executor_name)])
     return task
 
 

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from executions import dsl
-from executions.engine import transitions
+from executions.engine import rows, transitions
 from executions.engine.events import collecting
 from executions.engine.scheduling import on_task_finished, sync_outputs
 from executions.engine.state import Run, lock_flow_execution
@@ -81,6 +81,13 @@ def report_task_execution(
         run = Run.of(execution)
         spec = task_spec(run, data["task_name"])
         actor = actor_of(principal, data)
+        task = _latest_reported(run, data)
+        if task is not None:
+            try:
+                _update(run, task, data, actor=actor, read_unlocked=True)
+                return task, False
+            except transitions.StatusChanged:
+                pass  # claimed meanwhile: decide again on the locked row
         task = _locked_task(run, data)
         if task is None:
             task = _create(run, spec, data, actor=actor)
@@ -89,20 +96,37 @@ def report_task_execution(
                 return task, True
             task = _locked_task(run, data)
             assert task is not None
+        if run.latest.get(task.task_name, task).id == task.id:
+            run.record(task)
         _update(run, task, data, actor=actor)
         return task, False
 
 
+def _latest_reported(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:
+    """The reported execution when it is its task's latest (a worker's report, nearly
+    always), read with what reacting to it needs in one query (``Run.load_around``), without
+    its row lock: every change of its status or lease owner but a claim holds the flow
+    execution's lock, which this operation holds (heartbeats only push the lease's expiry),
+    and the update applies only if the status is still the one read (``read_unlocked``)."""
+    latest = run.load_around(data["task_name"]).get(data["task_name"])
+    if latest is None or latest.task_execution_idx != data["task_execution_idx"]:
+        return None
+    return latest
+
+
 def _locked_task(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:
-    return (
-        TaskExecution.objects.select_for_update()
-        .filter(
-            flow_execution_id=run.execution.id,
-            task_name=data["task_name"],
-            task_execution_idx=data["task_execution_idx"],
-        )
-        .first()
+    """The reported execution, row-locked: a claim or heartbeat of it commits first."""
+    found = rows.select(
+        TaskExecution,
+        'WHERE t."flow_execution_id" = %s AND t."task_name" = %s'
+        ' AND t."task_execution_idx" = %s' + rows.lock_clause(),
+        [
+            rows.db_value(TaskExecution, "flow_execution_id", run.execution.id),
+            data["task_name"],
+            data["task_execution_idx"],
+        ],
     )
+    return found[0] if found else None
 
 
 def _create(
@@ -137,7 +161,14 @@ def _create(
     return created
 
 
-def _update(run: Run, task: TaskExecution, data: Mapping[str, Any], *, actor: str) -> None:
+def _update(
+    run: Run,
+    task: TaskExecution,
+    data: Mapping[str, Any],
+    *,
+    actor: str,
+    read_unlocked: bool = False,
+) -> None:
     status = data["status"]
     sent = {name: data[name] for name in REPORTED_FIELDS if name in data}
     same = task.status == status and all(getattr(task, k) == v for k, v in sent.items())
@@ -155,7 +186,13 @@ def _update(run: Run, task: TaskExecution, data: Mapping[str, Any], *, actor: st
     if same:
         return
     transitions.change_task_status(
-        task, status, flow_id=run.flow_id, actor=actor, worker_id=worker, **sent
+        task,
+        status,
+        flow_id=run.flow_id,
+        actor=actor,
+        worker_id=worker,
+        read_unlocked=read_unlocked,
+        **sent,
     )
     _after_change(run, task, was_terminal=was_terminal)
 

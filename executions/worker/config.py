@@ -34,6 +34,8 @@ class WorkerConfig:
     request_timeout_seconds: float = 10.0
     # How long a second signal waits for the releases before giving up on them.
     immediate_exit_seconds: float = 5.0
+    # How often finished tasks' statuses are posted to their flow executions' history.
+    status_flush_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -49,6 +51,8 @@ class WorkerConfig:
             problems.append(f"wait_seconds must be within 0..{MAX_WAIT_SECONDS:g}")
         if self.shutdown_grace_seconds < 0:
             problems.append("shutdown_grace_seconds must not be negative")
+        if self.status_flush_seconds <= 0:
+            problems.append("status_flush_seconds must be positive")
         if self.request_timeout_seconds <= 0:
             problems.append("request_timeout_seconds must be positive")
         if self.executors is not None and not self.executors:

@@ -6,6 +6,7 @@ Three kinds of threads cooperate:
   ``POST /api/task-executions/claim`` for as many tasks as it has free slots;
 * one heartbeat thread extends the lease of every running task every ``lease_seconds / 3``
   and passes on what the answer says (cancellation asked, lease lost);
+* one thread posts the status history of finished tasks in batches (``history.py``);
 * one supervising thread per running task (at most ``concurrency``) runs it and reports
   it (see ``tasks.py``).
 
@@ -35,6 +36,7 @@ from executions.worker.client import (
 )
 from executions.worker.config import MAX_CLAIM_LIMIT, WorkerConfig
 from executions.worker.executors import ExecutorRegistry, UnknownExecutor, default_registry
+from executions.worker.history import StatusHistory
 from executions.worker.payloads import ClaimedTask
 from executions.worker.signals import ImmediateExit, SignalBridge
 from executions.worker.tasks import MAX_WAIT_SLICE_SECONDS, ActiveTask, TaskSupervisor
@@ -81,12 +83,14 @@ class Worker:
         self._rng = random.Random()
         self._interruptible = False
         self._signals = SignalBridge(self._on_signal, lambda: self._interruptible)
+        self._history = StatusHistory(self.client, flush_seconds=config.status_flush_seconds)
         self._supervisor = TaskSupervisor(
             client=self.client,
             registry=self.registry,
             worker_id=config.worker_id,
             python_callables=frozenset(config.python_callables),
             release_at=lambda: self._release_at,
+            history=self._history,
         )
         logging.getLogger("flowplatform.worker").setLevel(config.log_level.upper())
 
@@ -150,6 +154,7 @@ class Worker:
             target=self._heartbeat_loop, name="flowworker-heartbeat", daemon=True
         )
         heartbeat.start()
+        self._history.start()
         logger.info(
             "worker %s started: url=%s executors=%s concurrency=%d",
             self.config.worker_id,
@@ -171,6 +176,7 @@ class Worker:
             self._heartbeat_stop.set()
             self._heartbeat_wake.set()
             heartbeat.join(timeout=MAX_WAIT_SLICE_SECONDS)
+            self._history.close(timeout=MAX_WAIT_SLICE_SECONDS)
             self._signals.uninstall()
             if self._owns_client:
                 self.client.close()

@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 from executions.worker.client import ApiClient, ApiError, LeaseLost
 from executions.worker.executors import ExecutionContext, ExecutorRegistry, ExecutorResult
+from executions.worker.history import StatusHistory
 from executions.worker.payloads import (
     ClaimedTask,
     TaskError,
     TaskExecutionReport,
     TaskOutputReport,
-    TaskStatusUpdate,
     TerminalStatus,
 )
 
@@ -115,8 +115,10 @@ class TaskSupervisor:
         worker_id: str,
         python_callables: frozenset[str],
         release_at: Callable[[], float | None],
+        history: StatusHistory | None = None,
     ) -> None:
         self.client = client
+        self.history = history
         self.registry = registry
         self.worker_id = worker_id
         self.python_callables = python_callables
@@ -216,8 +218,13 @@ class TaskSupervisor:
     # -- reporting ------------------------------------------------------------------
 
     def _report(self, task: ClaimedTask, verdict: Verdict) -> str:
-        """Terminal state first (it drives the engine), then the displayable output, then
-        the status history.  A 409 on the first means the result is unwanted: drop all."""
+        """One request per task when there is nothing more to say: the terminal report
+        carries the status and the output, and the server keeps the task's output in step
+        with it. The task output is posted after it only when the executor produced a
+        summary (an empty one adds nothing to what the report stored); no task-status
+        history post repeats the status the report gave. A 409 on the report means the
+        result is unwanted: nothing more is sent. The status joins the flow execution's
+        history in the next batch (``history.py``)."""
         assert verdict.status is not None
         report = TaskExecutionReport(
             flow_execution_id=task.flow_execution_id,
@@ -238,28 +245,21 @@ class TaskSupervisor:
         except ApiError as exc:
             logger.error("%s: could not report %s: %s", task.describe(), verdict.status, exc)
             return "unreported"
-        output = TaskOutputReport(
-            flow_execution_id=task.flow_execution_id,
-            task_name=task.task_name,
-            status=verdict.status,
-            summary=verdict.summary,
-            output=verdict.output,
-        )
-        try:
-            self.client.create_task_output(output)
-        except ApiError as exc:
-            logger.warning("%s: could not post the task output: %s", task.describe(), exc)
-        self._post_status(task, verdict.status)
-        return verdict.status
-
-    def _post_status(self, task: ClaimedTask, status: str) -> None:
-        """History only: a failure here must never cost the task its result."""
-        try:
-            self.client.add_task_statuses(
-                task.flow_execution_id, [TaskStatusUpdate(task.task_name, status)]
+        if verdict.summary:
+            output = TaskOutputReport(
+                flow_execution_id=task.flow_execution_id,
+                task_name=task.task_name,
+                status=verdict.status,
+                summary=verdict.summary,
+                output=verdict.output,
             )
-        except ApiError as exc:
-            logger.warning("%s: could not post status %s: %s", task.describe(), status, exc)
+            try:
+                self.client.create_task_output(output)
+            except ApiError as exc:
+                logger.warning("%s: could not post the task output: %s", task.describe(), exc)
+        if self.history is not None:
+            self.history.add(task.flow_execution_id, task.task_name, verdict.status)
+        return verdict.status
 
     def release(self, task: ClaimedTask) -> None:
         """Give a claimed task back to the queue without using up an attempt."""

@@ -290,3 +290,49 @@ def test_list_query_count_is_constant(service_client, execution, django_assert_m
     # key lookup, (touch), the page (+ the request's transaction and organization under RLS)
     with django_assert_max_num_queries(4 + request_query_overhead()):
         assert len(service_client.get(URL, {"limit": 100}).json()) == 4
+
+
+# -- the report's hot path: the reported execution read with the latest, unlocked ----------------
+
+
+def test_a_claimed_report_queueing_the_next_tasks_runs_ten_statements(
+    service_client, execution, django_assert_max_num_queries
+):
+    worker = Worker(service_client)
+    (task,) = worker.claim()
+    # key lookup; lock; latest executions with the reported one; its UPDATE; outputs SELECT
+    # and UPDATE; the two next tasks INSERT, their outputs INSERT; pending tasks UPDATE;
+    # the outbox INSERT (+ the test's savepoint and release around the view's transaction,
+    # and RLS's statements)
+    with django_assert_max_num_queries(12 + request_query_overhead()):
+        response = worker.report(task)
+    assert response.status_code == 200, response.content
+    assert {t["task_name"] for t in worker.claim()} == {"b", "c"}
+
+
+def test_a_report_read_before_a_claim_took_the_task_is_decided_on_the_claimed_row(
+    service_client, tenant, execution, monkeypatch
+):
+    """The reported execution is read without its row lock; a claim committing between
+    that read and the report's update must win: the report is decided again on the locked
+    row (here: another worker's lease, 409) instead of overwriting the claim."""
+    from executions.services import task_executions
+
+    row = latest(execution, "a")
+    stale = TaskExecution.objects.get(id=row.id)  # read while queued
+    assert Worker(service_client, "worker-1").claim() != []  # the claim commits
+    original = task_executions._latest_reported
+
+    def read_before_the_claim(run, data):
+        original(run, data)
+        run.latest["a"] = stale
+        return stale
+
+    monkeypatch.setattr(task_executions, "_latest_reported", read_before_the_claim)
+    response = service_client.post(
+        URL, body(execution, status="completed", worker_id="worker-2"), format="json"
+    )
+    assert error_code(response, 409) == "conflict"
+    row.refresh_from_db()
+    assert (row.status, row.lease_owner, row.output) == (TE.RUNNING, "worker-1", None)
+    assert not Event.objects.filter(task_name="a", data__status="completed").exists()

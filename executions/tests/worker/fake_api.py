@@ -34,6 +34,7 @@ class FakeApi:
         self.claims: list[dict[str, Any]] = []
         self.reports: list[dict[str, Any]] = []
         self.outputs: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
         self.releases: list[str] = []
         self.heartbeats: list[str] = []
         self.lose_lease: set[str] = set()  # task ids whose heartbeat answers 409
@@ -145,6 +146,7 @@ class FakeApiHandler(QuietHandler):
             self.send(201, {**body, "id": str(uuid.uuid4())})
         elif re.fullmatch(r"/api/flow-executions/[^/]+/task-status", path):
             for item in body["statuses"]:
+                api.statuses.append(item)
                 api.record("status", item["task_name"], item["status"])
             self.send(200, body["statuses"])
         else:

@@ -18,13 +18,21 @@ from executions.worker.runner import Worker
 from .fake_api import KEY, FakeApi, fake_api
 
 ALLOWED = ("executions.worker.examples:add", "executions.worker.examples:fail")
-# No "running" status post: the claim makes the task (and its output) running.
-FULL_RUN = [
+# One request per task after the claim: the claim makes the task (and its output) running,
+# the report carries the status and the output, and an empty summary adds nothing to say.
+# The status joins the flow execution's history later, in a batch (``history.py``).
+FULL_RUN = [("claim", ""), ("report", "completed"), ("status", "completed")]
+# A summary (a failure's error, a cancellation's reason) is posted after the report.
+WITH_SUMMARY = [
     ("claim", ""),
-    ("report", "completed"),
-    ("output", "completed"),
-    ("status", "completed"),
+    ("report", "{status}"),
+    ("output", "{status}"),
+    ("status", "{status}"),
 ]
+
+
+def with_summary(status: str) -> list[tuple[str, str]]:
+    return [(kind, value.format(status=status)) for kind, value in WITH_SUMMARY]
 
 
 @pytest.fixture
@@ -99,7 +107,8 @@ def test_claimed_tasks_run_and_report_their_terminal_state(
     first = reported(api, "a")
     assert first["error"] is None and first["worker_id"] == "w-test"
     assert first["flow_execution_id"] and first["task_execution_idx"] == 0
-    assert all(o["summary"] == {} for o in api.outputs)
+    assert api.outputs == []  # no summary to add to what the reports said
+    assert sorted(s["task_name"] for s in api.statuses) == ["a", "b", "c"]
     assert {c["limit"] for c in api.claims} <= {1, 2}
     assert set(api.claims[0]["executors"]) >= {"noop", "http_request", "python", "transform"}
     assert "human_review" not in api.claims[0]["executors"]
@@ -127,7 +136,7 @@ def test_failures_are_reported_with_type_message_and_traceback(api: FakeApi) -> 
     assert reported(api, "boom")["output"] is None
     assert reported(api, "bad-params")["error"]["type"] == "InvalidParameters"
     assert reported(api, "not-allowed")["error"]["type"] == "CallableNotAllowed"
-    assert protocol(api, "boom") == [(k, s.replace("completed", "failed")) for k, s in FULL_RUN]
+    assert protocol(api, "boom") == with_summary("failed")
     (output,) = [o for o in api.outputs if o["task_name"] == "boom"]
     assert output["summary"] == {"error": {"type": "RuntimeError", "message": "kaput"}}
 
@@ -163,12 +172,9 @@ def test_cancel_requested_reports_cancelled(api: FakeApi) -> None:
         handle.stop()
     report = reported(api, "stop-me")
     assert (report["status"], report["output"], report["error"]) == ("cancelled", None, None)
-    assert protocol(api, "stop-me") == [
-        ("claim", ""),
-        ("report", "cancelled"),
-        ("output", "cancelled"),
-        ("status", "cancelled"),
-    ]
+    assert protocol(api, "stop-me") == with_summary("cancelled")
+    (output,) = api.outputs
+    assert output["summary"] == {"reason": "cancel requested"}
 
 
 def test_report_conflict_drops_the_result(api: FakeApi) -> None:

@@ -1,0 +1,166 @@
+"""The engine's SQL reads and writes give exactly what the ORM gives (``engine.rows``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from django.db import DatabaseError, transaction
+from django.forms.models import model_to_dict
+from django.utils import timezone
+
+from executions.engine import rows, state
+from executions.engine.transitions import build_task_execution
+from executions.enums import StaleStatus, TaskExecutionStatus
+from executions.models import FlowExecution, TaskExecution
+from executions.tests.engine.factories import create_execution, make_flow, shape_definition
+from flowplatform.exceptions import NotFound
+from outputs.models import TaskOutput
+
+pytestmark = pytest.mark.django_db
+
+TE = TaskExecutionStatus
+
+
+def fields_of(instance) -> dict:  # noqa: ANN001
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+@pytest.fixture
+def execution(tenant) -> FlowExecution:
+    return create_execution(
+        make_flow(tenant.organization, shape_definition({"a": [], "b": ["a"]})),
+        input={"n": 1, "text": "é ✓", "nested": [1.5, None, {"k": True}]},
+    )
+
+
+def test_select_builds_the_instances_the_orm_builds(execution: FlowExecution) -> None:
+    now = timezone.now()
+    task = TaskExecution.objects.create(
+        organization_id=execution.organization_id,
+        flow_execution=execution,
+        task_name="a",
+        task_execution_idx=3,
+        status=TE.RUNNING,
+        input={"x": [1, 2]},
+        output=None,
+        error={"message": "m", "type": "T", "traceback": ""},
+        started_at=now,
+        lease_owner="w",
+        lease_expires_at=now + timedelta(seconds=30),
+        timeout_seconds=2.5,
+        stale_status=StaleStatus.STALE,
+        stale_reason={"task_execution_id": str(uuid4())},
+    )
+    output = TaskOutput.objects.create(
+        organization_id=execution.organization_id,
+        flow_execution=execution,
+        task_name="a",
+        summary={"rows": 3},
+        output=[1, "two"],
+        tags=["t"],
+    )
+    for model, instance in (
+        (TaskExecution, task),
+        (FlowExecution, execution),
+        (TaskOutput, output),
+    ):
+        (found,) = rows.select(
+            model, 'WHERE t."id" = %s', [rows.db_value(model, "id", instance.id)]
+        )
+        expected = model.objects.get(id=instance.id)
+        assert fields_of(found) == fields_of(expected)
+        assert not found._state.adding
+        assert isinstance(found.organization_id, type(expected.organization_id))
+
+
+def test_latest_executions_pick_the_highest_index_of_each_task(execution: FlowExecution) -> None:
+    def add(name: str, idx: int, status: str = TE.COMPLETED) -> TaskExecution:
+        return TaskExecution.objects.create(
+            organization_id=execution.organization_id,
+            flow_execution=execution,
+            task_name=name,
+            task_execution_idx=idx,
+            status=status,
+        )
+
+    add("a", 0)
+    latest_a = add("a", 1)
+    add("b", 0)
+    add("b", 1, TE.DELETED)  # deleted executions are never the latest
+    found = state.latest_executions(execution.id, {"a", "b", "missing"})
+    assert {name: t.task_execution_idx for name, t in found.items()} == {"a": 1, "b": 0}
+    assert fields_of(found["a"]) == fields_of(TaskExecution.objects.get(id=latest_a.id))
+
+
+def test_lock_flow_execution_finds_only_live_executions_of_the_organization(
+    execution: FlowExecution, tenant
+) -> None:
+    with transaction.atomic():
+        locked = state.lock_flow_execution(
+            flow_execution_id=str(execution.id), organization=tenant.organization
+        )
+        assert fields_of(locked) == fields_of(FlowExecution.objects.get(id=execution.id))
+        with pytest.raises(NotFound):
+            state.lock_flow_execution(flow_execution_id="not-a-uuid")
+        with pytest.raises(NotFound):
+            state.lock_flow_execution(flow_execution_id=uuid4())
+        FlowExecution.objects.filter(id=execution.id).update(status="deleted")
+        with pytest.raises(NotFound):
+            state.lock_flow_execution(flow_execution_id=execution.id)
+
+
+def test_insert_and_update_write_what_bulk_create_and_save_write(
+    execution: FlowExecution,
+) -> None:
+    def build(name: str, idx: int) -> TaskExecution:
+        return build_task_execution(
+            execution=execution,
+            task_name=name,
+            idx=idx,
+            status=TE.QUEUED,
+            executor="noop",
+            max_attempts=3,
+            timeout_seconds=None,
+            input={"list": [1, {"deep": None}], "text": "é"},
+            available_at=timezone.now(),
+        )
+
+    ours, theirs = build("a", 0), build("b", 0)
+    rows.insert([ours])
+    TaskExecution.objects.bulk_create([theirs])
+    stored_ours = TaskExecution.objects.get(id=ours.id)
+    stored_theirs = TaskExecution.objects.get(id=theirs.id)
+    ignored = {"id", "task_name", "created_at", "updated_at", "available_at"}
+    assert {k: v for k, v in model_to_dict(stored_ours).items() if k not in ignored} == {
+        k: v for k, v in model_to_dict(stored_theirs).items() if k not in ignored
+    }
+    assert stored_ours.input == ours.input and not ours._state.adding
+
+    ours.status, ours.output, ours.lease_owner = TE.RUNNING, {"out": "é"}, "w"
+    rows.update(ours, ["status", "output", "lease_owner", "updated_at"])
+    stored = TaskExecution.objects.get(id=ours.id)
+    assert (stored.status, stored.output, stored.lease_owner) == (TE.RUNNING, {"out": "é"}, "w")
+    assert stored.updated_at == ours.updated_at > stored_ours.updated_at
+
+    gone = build("a", 5)
+    with pytest.raises(DatabaseError):
+        rows.update(gone, ["status"])
+
+
+def test_insert_batches_many_rows(execution: FlowExecution) -> None:
+    many = [
+        build_task_execution(
+            execution=execution,
+            task_name="a",
+            idx=idx,
+            status=TE.COMPLETED,
+            executor="noop",
+            max_attempts=1,
+            timeout_seconds=None,
+        )
+        for idx in range(300)
+    ]
+    rows.insert(many)
+    assert TaskExecution.objects.filter(flow_execution=execution).count() == 300
