@@ -6,7 +6,8 @@ beside the floor's batch insert.
 
 Each request appends N ``{task_name, status}`` items (one multi-row INSERT of the history,
 N ``task_status.added`` outbox events, the task outputs' statuses recomputed) to one of
-``--flow-executions`` running flow executions (each batch holds its flow execution's row
+``--flow-executions`` running flow executions (batches of one flow execution run one after
+another; one that sets the outputs of several tasks also holds the flow execution's row
 lock). The floor's ``POST /rows/batch`` validates the same N items with a DRF
 ``Serializer(many=True)`` and inserts them with one ``bulk_create``.
 

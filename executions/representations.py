@@ -78,9 +78,9 @@ def task_execution_data(task: TaskExecution) -> dict[str, Any]:
     }
 
 
-def task_execution_data_sql(alias: str) -> str:
+def task_execution_data_sql(alias: str, *, ordered: bool = False) -> str:
     """PostgreSQL: a ``jsonb`` expression equal to ``task_execution_data`` of the row
-    ``alias`` of the task execution table."""
+    ``alias`` of the task execution table (``json`` with its keys in order if ``ordered``)."""
     t = alias
     return json_object_sql(
         {
@@ -104,7 +104,8 @@ def task_execution_data_sql(alias: str) -> str:
             "task_executor_name": f"{t}.task_executor_name",
             "attempt": f"{t}.attempt",
             "max_attempts": f"{t}.max_attempts",
-        }
+        },
+        ordered=ordered,
     )
 
 
@@ -117,3 +118,19 @@ def task_status_data(row: TaskStatus) -> dict[str, Any]:
         "status": row.status,
         "created_at": iso(row.created_at),
     }
+
+
+def task_status_data_sql(alias: str = "") -> str:
+    """PostgreSQL: a ``jsonb`` expression equal to ``task_status_data`` of the row ``alias``
+    of the task status table (its bare columns, e.g. in a ``RETURNING``, without one)."""
+    t = f"{alias}." if alias else ""
+    return json_object_sql(
+        {
+            "id": uid_sql(f"{t}id"),
+            "organization_id": uid_sql(f"{t}organization_id"),
+            "flow_execution_id": uid_sql(f"{t}flow_execution_id"),
+            "task_name": f"{t}task_name",
+            "status": f"{t}status",
+            "created_at": iso_sql(f"{t}created_at"),
+        }
+    )

@@ -35,6 +35,9 @@ def uid_sql(column: str) -> str:
     return f"{column}::text"
 
 
-def json_object_sql(fields: dict[str, str]) -> str:
-    """A ``jsonb`` object of ``{key: SQL expression}`` (keys are trusted identifiers)."""
-    return "jsonb_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+def json_object_sql(fields: dict[str, str], *, ordered: bool = False) -> str:
+    """A ``jsonb`` object of ``{key: SQL expression}`` (keys are trusted identifiers); with
+    ``ordered``, a ``json`` object whose text keeps the keys in the given order, as the API's
+    own rendering does (for text sent to clients as it is)."""
+    function = "json_build_object" if ordered else "jsonb_build_object"
+    return f"{function}(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"

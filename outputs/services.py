@@ -341,6 +341,50 @@ def apply_task_statuses(
     _publish([_event(UPDATED, row, flow_id=flow_id) for row in changed])
 
 
+# The outputs' part of the task-status batch's statement (PostgreSQL): ``{items}`` is a CTE
+# of the batch (``task_name``, ``status``, ``n``: position). Each task's last valid status
+# is applied to its output when it changes it (soft-deleted outputs stay deleted), and each
+# changed output becomes a ``task_output.updated`` event, in task name order after the
+# batch's own events (``ord`` above ``{after}``), as ``apply_task_statuses`` does.
+_TASK_STATUSES_CTES = """
+wanted AS (
+    SELECT DISTINCT ON (task_name) task_name, status FROM {items}
+    WHERE status IN (SELECT jsonb_array_elements_text(%(output_valid)s::jsonb))
+    ORDER BY task_name, n DESC
+),
+output_changed AS (
+    UPDATE {table} AS o SET status = wanted.status, updated_at = %(output_now)s
+    FROM wanted
+    WHERE o.flow_execution_id = %(flow_execution_id)s AND o.task_name = wanted.task_name
+        AND o.status <> %(output_deleted)s AND o.status <> wanted.status
+    RETURNING o.organization_id, o.flow_execution_id, o.task_name, {data} AS data
+)"""
+_TASK_STATUSES_SELECT = """
+SELECT %(output_updated)s::text, organization_id, %(flow_id)s::uuid, flow_execution_id,
+    task_name, data, {after} + row_number() OVER (ORDER BY task_name)
+FROM output_changed"""
+
+
+def task_statuses_outputs_query(*, items: str, after: int) -> tuple[str, str, dict[str, Any]]:
+    """PostgreSQL: ``apply_task_statuses`` as part of the statement that writes a status
+    batch: ``(ctes, select, params)``. The statement's params must also name
+    ``flow_execution_id`` and ``flow_id``; ``select`` yields the events' columns (see
+    ``realtime.publisher.publish_query``). The caller holds the lock ``apply_task_statuses``
+    asks for."""
+    ctes = _TASK_STATUSES_CTES.format(
+        items=items,
+        table=connection.ops.quote_name(TaskOutput._meta.db_table),
+        data=task_output_data_sql("o"),
+    )
+    params = {
+        "output_valid": json.dumps(sorted(VALID_OUTPUT_STATUSES)),
+        "output_now": timezone.now(),
+        "output_deleted": S.DELETED,
+        "output_updated": UPDATED,
+    }
+    return ctes, _TASK_STATUSES_SELECT.format(after=int(after)), params
+
+
 # --- POST /api/task-outputs ---------------------------------------------------------------
 
 

@@ -20,8 +20,9 @@ from executions.api.task_execution_schemas import (
     TaskExecutionReportInput,
     TaskStatusBatchInput,
     TaskStatusOut,
+    status_items,
 )
-from executions.representations import task_execution_data, task_status_data
+from executions.representations import task_execution_data
 from executions.services import task_execution_edits, task_execution_queries, task_statuses
 from executions.services import task_executions as reports
 from flowplatform.api import parse, parse_query, principal_of
@@ -43,7 +44,7 @@ class TaskExecutionsView(APIView):
     )
     def get(self, request: Request) -> Response:
         query = parse_query(TaskExecutionListQuery, request)
-        rows, more = task_execution_queries.list_task_executions(
+        page = task_execution_queries.list_task_executions(
             organization=principal_of(request).organization,
             flow_execution_id=query.get("flow_execution_id"),
             task_name=query.get("task_name"),
@@ -52,9 +53,9 @@ class TaskExecutionsView(APIView):
             starting_after=query.get("starting_after"),
             limit=query.get("limit", DEFAULT_LIMIT),
         )
-        response = Response(rows)
-        if more:
-            response["Link"] = next_link(request, rows[-1]["id"])
+        response = Response(page.items)
+        if page.more:
+            response["Link"] = next_link(request, page.last_id)
         return response
 
     @extend_schema(
@@ -138,13 +139,16 @@ class TaskStatusBatchView(APIView):
         responses={200: TaskStatusOut(many=True)},
     )
     def post(self, request: Request, flow_execution_id: UUID) -> Response:
-        data = parse(TaskStatusBatchInput, request.data)
+        statuses = status_items(request.data)
+        if statuses is None:  # something is wrong: the serializer words the errors
+            data = parse(TaskStatusBatchInput, request.data)
+            statuses = [(item["task_name"], item["status"]) for item in data["statuses"]]
         rows = task_statuses.add_task_statuses(
             principal=principal_of(request),
             flow_execution_id=flow_execution_id,
-            statuses=data["statuses"],
+            statuses=statuses,
         )
-        return Response([task_status_data(row) for row in rows])
+        return Response(rows)
 
 
 urlpatterns = [

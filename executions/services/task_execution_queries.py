@@ -3,17 +3,19 @@ renderer for ``.values()`` rows that gives exactly what ``task_execution_data`` 
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
-from django.db import connections
-from django.db.models import Func, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db import connection
+from django.db.models import Q, QuerySet
 
 from executions.enums import FlowExecutionStatus, TaskExecutionStatus
-from executions.models import TaskExecution
+from executions.models import FlowExecution, TaskExecution
+from executions.representations import task_execution_data_sql
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
 from flowplatform.pagination import unknown_cursor
@@ -71,6 +73,17 @@ def get_task_execution(*, organization: Organization, task_execution_id: UUID) -
         raise NotFound(f"Task execution {task_execution_id} not found.") from None
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of the list: ``items`` to render as the response body (rendered dicts, or on
+    PostgreSQL the page's JSON text as an ``orjson.Fragment``), whether more follow, and the
+    id of its last item (the next page's cursor)."""
+
+    items: list[dict[str, Any]] | orjson.Fragment
+    more: bool
+    last_id: str | None
+
+
 def list_task_executions(
     *,
     organization: Organization,
@@ -80,61 +93,29 @@ def list_task_executions(
     status: str | None = None,
     starting_after: UUID | None = None,
     limit: int = 100,
-) -> tuple[list[dict[str, Any]], bool]:
-    """One page, newest first (``created_at``, then ``id``), as rendered dicts, and whether
-    more follow. ``starting_after`` is the id of the last row of the previous page."""
-    qs = task_executions_of(organization=organization)
+) -> Page:
+    """One page, newest first (``created_at``, then ``id``). ``starting_after`` is the id of
+    the last item of the previous page."""
     filters = {
         "flow_execution_id": flow_execution_id,
         "task_name": task_name,
         "task_execution_idx": task_execution_idx,
         "status": status,
     }
-    qs = qs.filter(**{key: value for key, value in filters.items() if value is not None})
-    if starting_after is not None:
-        qs = qs.filter(_after(organization, starting_after))
-    qs = qs.order_by("-created_at", "-id")
-    if connections[qs.db].vendor != "postgresql":
-        rows = list(qs.values(*ROW_FIELDS)[: limit + 1])
-        return [row_data(row) for row in rows[:limit]], len(rows) > limit
-    values = list(qs.values_list(*_TEXT_COLUMNS)[: limit + 1])
-    return [_text_row_data(row) for row in values[:limit]], len(values) > limit
+    filters = {key: value for key, value in filters.items() if value is not None}
+    after = _cursor(organization, starting_after) if starting_after is not None else None
+    if connection.vendor == "postgresql":
+        return _page_postgresql(organization, filters, after, limit)
+    qs = task_executions_of(organization=organization).filter(**filters)
+    if after is not None:
+        created_at, cursor = after
+        qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=cursor))
+    rows = list(qs.order_by("-created_at", "-id").values(*ROW_FIELDS)[: limit + 1])
+    items = [row_data(row) for row in rows[:limit]]
+    return Page(items, len(rows) > limit, items[-1]["id"] if items else None)
 
 
-# PostgreSQL renders ids, timestamps and JSON columns as the text the API shows, and the
-# JSON text is spliced into the response (orjson.Fragment) without being parsed and
-# re-encoded: for a page of 100 rows that conversion was a third of the request's CPU time
-# (bench/README.md, "Hot paths"). The same technique as outputs.selectors.
-class _IsoUtc(Func):
-    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    output_field = TextField()
-
-
-_JSON = frozenset({"input", "output", "error", "stale_reason"})
-_TEXT_COLUMNS = [
-    Cast(name, output_field=TextField())
-    if name in _JSON or name in _UUIDS
-    else _IsoUtc(name)
-    if name in _TIMES
-    else name
-    for name in ROW_FIELDS
-]
-
-
-def _text_row_data(values: tuple[Any, ...]) -> dict[str, Any]:
-    """A ``_TEXT_COLUMNS`` row as ``task_execution_data`` renders it (once encoded)."""
-    data = dict(zip(ROW_FIELDS, values, strict=True))
-    for name in _JSON:
-        if data[name] is not None:
-            data[name] = orjson.Fragment(data[name])
-    for name in _TIMES:
-        value = data[name]
-        if value is not None and value.endswith(".000000Z"):  # iso() omits a zero fraction
-            data[name] = value[:-8] + "Z"
-    return data
-
-
-def _after(organization: Organization, cursor: UUID) -> Q:
+def _cursor(organization: Organization, cursor: UUID) -> tuple[datetime, UUID]:
     created_at: datetime | None = (
         TaskExecution.objects.filter(organization=organization, id=cursor)
         .values_list("created_at", flat=True)
@@ -142,4 +123,57 @@ def _after(organization: Organization, cursor: UUID) -> Q:
     )
     if created_at is None:
         unknown_cursor("Unknown task execution id.")
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=cursor)
+    return created_at, cursor
+
+
+# PostgreSQL renders each item as the JSON text the API shows (``task_execution_data_sql``,
+# keys in the API's order) and the page is spliced into the response without being parsed
+# or re-encoded; the statement is built once per combination of filters. Building the
+# equivalent ORM query and converting its rows had been most of the request's CPU time
+# (bench/README.md, "Hot paths").
+def _page_postgresql(
+    organization: Organization,
+    filters: dict[str, Any],
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> Page:
+    params: list[Any] = [
+        organization.id,
+        TaskExecutionStatus.DELETED,
+        FlowExecutionStatus.DELETED,
+        *filters.values(),
+    ]
+    if after is not None:
+        params += after
+    with connection.cursor() as cursor:
+        cursor.execute(_page_sql(tuple(filters), after is not None), [*params, limit + 1])
+        rows = cursor.fetchall()
+    page = rows[:limit]
+    body = orjson.Fragment("[" + ",".join(text for _, text in page) + "]")
+    return Page(body, len(rows) > limit, page[-1][0] if page else None)
+
+
+@functools.cache
+def _page_sql(filters: tuple[str, ...], after: bool) -> str:
+    """The statement behind ``task_executions_of(...).filter(**filters)``, newest first,
+    from the ``after`` cursor on: ``(id text, item JSON text)`` rows."""
+    quote = connection.ops.quote_name
+    te, fe = quote(TaskExecution._meta.db_table), quote(FlowExecution._meta.db_table)
+
+    def col(name: str) -> str:
+        return quote(TaskExecution._meta.get_field(name).column)
+
+    where = [
+        f"t.{col('organization')} = %s",
+        f"t.{col('status')} <> %s",
+        f"f.{quote(FlowExecution._meta.get_field('status').column)} <> %s",
+        *(f"t.{col(name)} = %s" for name in filters),
+    ]
+    if after:
+        where.append(f"(t.{col('created_at')}, t.{col('id')}) < (%s, %s)")
+    return (
+        f"SELECT t.{col('id')}::text, {task_execution_data_sql('t', ordered=True)}::text"
+        f" FROM {te} t JOIN {fe} f ON f.{quote('id')} = t.{col('flow_execution')}"
+        f" WHERE {' AND '.join(where)}"
+        f" ORDER BY t.{col('created_at')} DESC, t.{col('id')} DESC LIMIT %s"
+    )

@@ -278,6 +278,39 @@ def test_list_matches_detail_rendering(service_client, execution):
     assert service_client.get(f"{URL}/{listed['id']}").json() == listed
 
 
+def test_listed_items_are_the_detail_byte_for_byte_with_tricky_values(service_client, execution):
+    """The list renders items in the database on PostgreSQL: the same JSON text as the
+    detail's (key order included) for nulls, unicode, floats, big integers, nested objects
+    and whole-second timestamps, deleted rows and other filters excluded."""
+    import json
+    from datetime import UTC, datetime
+
+    Worker(service_client).run_all()
+    tricky = {
+        "a": {"text": 'héllo "quoted" \u2603 \\ \n', "float": 1.5, "whole": 2.0, "big": 2**70},
+        "b": None,
+        "c": [1, "two", {"three": [None, True, False]}],
+    }
+    for name, value in tricky.items():
+        TaskExecution.objects.filter(flow_execution=execution, task_name=name).update(
+            output=value, error=None if value else {"type": "E", "message": "ünïcode"}
+        )
+    TaskExecution.objects.filter(flow_execution=execution, task_name="a").update(
+        created_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC), started_at=None
+    )
+    TaskExecution.objects.filter(flow_execution=execution, task_name="d").update(status="deleted")
+    response = service_client.get(URL, {"flow_execution_id": str(execution.id)})
+    listed = json.loads(response.content)
+    assert [t["task_name"] for t in listed][:1] == ["a"]  # newest: its created_at moved ahead
+    assert "d" not in {t["task_name"] for t in listed}
+    assert listed[0]["created_at"] == "2030-01-02T03:04:05Z"
+    assert listed[0]["output"] == tricky["a"]
+    for item in listed:
+        detail = service_client.get(f"{URL}/{item['id']}")
+        assert json.loads(detail.content) == item
+        assert list(json.loads(detail.content)) == list(item)  # keys in the same order
+
+
 def test_detail_404_for_unknown_and_foreign(service_client, outsider, execution):
     task = latest(execution, "a")
     assert service_client.get(f"{URL}/{task.id}").status_code == 200

@@ -6,10 +6,16 @@ import uuid
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from executions.api.task_execution_schemas import TaskStatusBatchInput, status_items
 from executions.models import TaskStatus
+from executions.representations import task_status_data
 from executions.tests.engine.factories import DIAMOND, Worker, shape_definition, start
 from outputs.models import TaskOutput
+from outputs.representations import task_output_data
+from realtime.models import Event
 
 pytestmark = pytest.mark.django_db
 
@@ -121,16 +127,19 @@ def test_unexpected_error_is_500(service_client, execution, monkeypatch):
     assert response.status_code == 500
 
 
-def test_one_publish_call_for_the_whole_batch(service_client, execution):
-    from executions.engine import events as engine_events
-
-    items = [{"task_name": "a", "status": f"s{i}"} for i in range(10)]
-    with mock.patch.object(engine_events, "publish", wraps=engine_events.publish) as spy:
+def test_one_outbox_insert_for_the_batch_and_its_outputs(service_client, execution):
+    (a,) = Worker(service_client).claim()  # a's output is running
+    items = [{"task_name": "a", "status": f"s{i}"} for i in range(9)]
+    items.append({"task_name": "a", "status": "in_progress"})
+    first = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    table = Event._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
         assert post(service_client, execution.id, items).status_code == 200
-    assert spy.call_count == 1
-    (events,) = spy.call_args.args
-    assert [e.type for e in events] == ["task_status.added"] * 10
-    assert [e.data["status"] for e in events] == [f"s{i}" for i in range(10)]
+    inserts = [q["sql"] for q in queries if f'INSERT INTO "{table}"' in q["sql"]]
+    assert len(inserts) == 1
+    events = list(Event.objects.filter(id__gt=first).order_by("id"))
+    assert [e.type for e in events] == ["task_status.added"] * 10 + ["task_output.updated"]
+    assert [e.data["status"] for e in events] == [i["status"] for i in items] + ["in_progress"]
 
 
 def test_statuses_update_existing_outputs(service_client, execution):
@@ -140,3 +149,83 @@ def test_statuses_update_existing_outputs(service_client, execution):
     items = [{"task_name": "a", "status": "queued"}, {"task_name": "a", "status": "in_progress"}]
     post(service_client, execution.id, items)
     assert TaskOutput.objects.get(flow_execution=execution, task_name="a").status == "in_progress"
+
+
+TRICKY = [
+    {"task_name": "a", "status": None},
+    {"task_name": "b", "status": "x" * 50},
+    {"task_name": "c", "status": 'é✓ \U0001f600 "quoted" \\ back\nslash'},
+    {"task_name": "a", "status": ""},
+    {"task_name": "b"},
+    {"task_name": "a", "status": "completed"},
+    {"task_name": "b", "status": "failed"},
+]
+
+
+def test_response_and_events_match_the_python_renderers(service_client, execution):
+    for name in "ab":
+        TaskOutput.objects.filter(flow_execution=execution, task_name=name).delete()
+        TaskOutput.objects.create(
+            organization_id=execution.organization_id,
+            flow_execution=execution,
+            task_name=name,
+            summary={"ü": 1},
+        )
+    first = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    response = post(service_client, execution.id, TRICKY)
+    assert response.status_code == 200, response.content
+    stored = list(TaskStatus.objects.filter(flow_execution=execution).order_by("seq"))
+    expected = [task_status_data(row) for row in stored]
+    assert response.json() == expected
+    assert [r["status"] for r in expected] == [i.get("status") for i in TRICKY]
+    events = list(Event.objects.filter(id__gt=first).order_by("id"))
+    assert [e.data for e in events[: len(TRICKY)]] == expected
+    assert all(e.type == "task_status.added" for e in events[: len(TRICKY)])
+    assert [e.task_name for e in events] == [i["task_name"] for i in TRICKY] + ["a", "b"]
+    outputs = TaskOutput.objects.filter(flow_execution=execution, task_name__in=["a", "b"])
+    by_name = {row.task_name: task_output_data(row) for row in outputs}
+    assert [e.type for e in events[len(TRICKY) :]] == ["task_output.updated"] * 2
+    assert [e.data for e in events[len(TRICKY) :]] == [by_name["a"], by_name["b"]]
+    assert (by_name["a"]["status"], by_name["b"]["status"]) == ("completed", "failed")
+    assert {e.flow_id for e in events} == {execution.flow_id}
+    assert {e.flow_execution_id for e in events} == {execution.id}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"statuses": [{"task_name": "a", "status": "s"}, {"task_name": "b"}]},
+        {"statuses": [{"task_name": "a", "status": None, "extra": 1}]},
+        {"statuses": [{"task_name": "é✓", "status": "x" * 50}], "other": True},
+        {"statuses": [{"task_name": "a" * 255, "status": ""}]},
+        {"statuses": [{"task_name": "a", "status": "s"}] * 100},
+        {"statuses": [{"task_name": "a", "status": "s"}] * 101},
+        {"statuses": []},
+        {"statuses": {"task_name": "a"}},
+        {"statuses": "a"},
+        {},
+        {"statuses": [{"task_name": "", "status": "s"}]},
+        {"statuses": [{"task_name": "a" * 256}]},
+        {"statuses": [{"task_name": "a", "status": "x" * 51}]},
+        {"statuses": [{"task_name": "a\x00"}]},
+        {"statuses": [{"task_name": "a", "status": "\ud800"}]},
+        {"statuses": [{"task_name": 12, "status": "s"}]},
+        {"statuses": [{"task_name": "a", "status": 1.5}]},
+        {"statuses": [{"task_name": "a", "status": True}]},
+        {"statuses": [{"task_name": None}]},
+        {"statuses": [{"status": "s"}]},
+        {"statuses": ["a"]},
+        {"statuses": [None]},
+    ],
+)
+def test_plain_check_agrees_with_the_serializer(body):
+    from flowplatform.api import parse
+    from flowplatform.exceptions import ValidationFailed
+
+    pairs = status_items(body)
+    try:
+        data = parse(TaskStatusBatchInput, body)
+    except ValidationFailed:
+        assert pairs is None
+    else:
+        assert pairs == [(i["task_name"], i["status"]) for i in data["statuses"]]
