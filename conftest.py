@@ -23,6 +23,14 @@ from flowplatform.tests.rls_harness import (  # noqa: E402, F401
 def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001
     from django.conf import settings
 
+    from executions.tests.e2e.conftest import (
+        pytest_collection_modifyitems as give_subprocesses_a_file_database,
+    )
+
+    # Here, not only in the e2e directory's conftest: tests elsewhere start servers too, and
+    # a run of just their directory must give SQLite a file the servers can open.
+    give_subprocesses_a_file_database(config, items)
+
     on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     has_redis = bool(os.environ.get("REDIS_URL"))
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
