@@ -763,6 +763,23 @@ def emit_json(path: str | None, payload: dict[str, Any]) -> None:
         out.write(json.dumps(payload) + "\n")
 
 
+def report(
+    comparisons: Sequence[Comparison],
+    *,
+    json_path: str | None,
+    mode: str,
+    workers: int,
+    connections: int,
+) -> None:
+    """Print ``comparisons`` as a table and append each to ``json_path`` (if given)."""
+    print_table(comparisons)
+    for comparison in comparisons:
+        emit_json(
+            json_path,
+            comparison_json(comparison, mode=mode, workers=workers, connections=connections),
+        )
+
+
 def comparison_json(comparison: Comparison, **extra: Any) -> dict[str, Any]:
     def side(result: LoadResult | None) -> dict[str, Any] | None:
         if result is None:

@@ -128,14 +128,13 @@ def main() -> None:
                         rounds=args.rounds,
                     ),
                 ]
-                harness.print_table(results)
-                for result in results:
-                    harness.emit_json(
-                        args.json,
-                        harness.comparison_json(
-                            result, mode=mode, workers=workers, connections=args.connections
-                        ),
-                    )
+                harness.report(
+                    results,
+                    json_path=args.json,
+                    mode=mode,
+                    workers=workers,
+                    connections=args.connections,
+                )
         print("target (DESIGN §11): create >= 70% of the floor's insert, p99 < 50 ms at 16 clients")
     finally:
         harness.delete_organization(organization)

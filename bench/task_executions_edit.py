@@ -98,12 +98,12 @@ def main() -> None:
                     connections=args.connections,
                     rounds=args.rounds,
                 )
-                harness.print_table([result])
-                harness.emit_json(
-                    args.json,
-                    harness.comparison_json(
-                        result, mode=mode, workers=workers, connections=args.connections
-                    ),
+                harness.report(
+                    [result],
+                    json_path=args.json,
+                    mode=mode,
+                    workers=workers,
+                    connections=args.connections,
                 )
     finally:
         harness.delete_organization(organization)

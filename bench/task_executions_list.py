@@ -92,12 +92,12 @@ def main() -> None:
                     connections=args.connections,
                     rounds=args.rounds,
                 )
-                harness.print_table([result])
-                harness.emit_json(
-                    args.json,
-                    harness.comparison_json(
-                        result, mode=mode, workers=workers, connections=args.connections
-                    ),
+                harness.report(
+                    [result],
+                    json_path=args.json,
+                    mode=mode,
+                    workers=workers,
+                    connections=args.connections,
                 )
         print("target (DESIGN §11): >= 100% of the floor's 100-row list")
     finally:

@@ -100,14 +100,13 @@ def main() -> None:
                         rounds=args.rounds,
                     ),
                 ]
-                harness.print_table(results)
-                for result in results:
-                    harness.emit_json(
-                        args.json,
-                        harness.comparison_json(
-                            result, mode=mode, workers=workers, connections=args.connections
-                        ),
-                    )
+                harness.report(
+                    results,
+                    json_path=args.json,
+                    mode=mode,
+                    workers=workers,
+                    connections=args.connections,
+                )
     finally:
         harness.delete_organization(organization)
         harness.delete_floor_rows([group])

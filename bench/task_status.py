@@ -97,14 +97,13 @@ def main() -> None:
                                 rounds=args.rounds,
                             )
                         )
-                    harness.print_table(batch)
-                    for result in batch:
-                        harness.emit_json(
-                            args.json,
-                            harness.comparison_json(
-                                result, mode=mode, workers=workers, connections=connections
-                            ),
-                        )
+                    harness.report(
+                        batch,
+                        json_path=args.json,
+                        mode=mode,
+                        workers=workers,
+                        connections=connections,
+                    )
                     results += batch
         print("target (DESIGN §11): 100 items p50 < 50 ms")
     finally:
