@@ -23,10 +23,10 @@
         bench/engine_throughput.py [--server prod|uvicorn] [--repeat N]
 
 ``--server prod`` (default on PostgreSQL) serves the way production does (``bin/serve-prod``:
-gunicorn with ``WEB_CONCURRENCY`` uvicorn workers, default 1 here, and a psycopg connection
-pool, ``DATABASE_POOL=true``); ``--server uvicorn`` runs one plain uvicorn process with a new
-database connection per request (``CONN_MAX_AGE=0``, the e2e tests' setup). The database is
-migrated and gets a fresh organization per run.
+gunicorn with ``WEB_CONCURRENCY`` uvicorn workers, by default the production default of 2 (one
+per core here), and a psycopg connection pool, ``DATABASE_POOL=true``); ``--server uvicorn``
+runs one plain uvicorn process with a new database connection per request (``CONN_MAX_AGE=0``,
+the e2e tests' setup). The database is migrated and gets a fresh organization per run.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def start_server(mode: str) -> tuple[subprocess.Popen, str]:
         command = [str(ROOT / "bin" / "serve-prod"), "--log-level", "warning"]
         env = subprocess_env(
             BIND=f"127.0.0.1:{port}",
-            WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "1"),
+            WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
             DATABASE_POOL="true",
             DEBUG="false",
             SECRET_KEY=os.environ.get("SECRET_KEY") or uuid.uuid4().hex * 2,
@@ -360,7 +360,11 @@ def main() -> None:
     call_command("migrate", interactive=False, verbosity=0)
     organization = create_organization(name=f"bench-{uuid.uuid4().hex[:8]}")
     key_row, key = create_api_key(organization=organization, kind="service")
-    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}; server: {mode}")
+    processes = os.environ.get("WEB_CONCURRENCY", "2") if mode == "prod" else "1"
+    print(
+        f"database: {connection.vendor} {connection.settings_dict['NAME']}; server: {mode}"
+        f" ({processes} process{'es' if processes != '1' else ''})"
+    )
     if not args.skip_dag:
         per_executor = executor_seconds(args.executor_runs)
         print(f"noop executor body: {per_executor * 1e6:.1f} µs per task (timed in-process)")

@@ -175,8 +175,17 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     if status == 503:
         headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
-    set_rollback()
+    if _has_request_transaction(context.get("view")):
+        set_rollback()
     return Response(body, status=status, headers=headers)
+
+
+def _has_request_transaction(view: Any) -> bool:
+    """Whether the view runs in a request transaction (``ATOMIC_REQUESTS``) to roll back. A
+    view exempt from it (``non_atomic_requests``) opens and ends its own transactions: an
+    atomic block still open around it is a caller's (the test suite's), not the view's."""
+    dispatch = getattr(type(view), "dispatch", None)
+    return not getattr(dispatch, "_non_atomic_requests", ())
 
 
 def json_error_response(exc: Exception) -> JsonResponse:

@@ -150,21 +150,37 @@ def sync_outputs_from_executions(
             # Outputs that change the same way (e.g. tasks queued again) share one UPDATE.
             key = json.dumps(changed, sort_keys=True, default=str)
             updates.setdefault(key, (changed, []))[1].append(row)
+    from executions.engine import rows as engine_rows
+
     now = timezone.now()
     for changed, rows in updates.values():
-        TaskOutput.objects.filter(pk__in=[row.pk for row in rows]).update(**changed, updated_at=now)
         for row in rows:
             for key, value in changed.items():
                 setattr(row, key, value)
             row.updated_at = now
+        if len(rows) == 1:  # a worker's report: one UPDATE, without building the ORM's
+            engine_rows.update(rows[0], [*changed, "updated_at"])
+        else:
+            TaskOutput.objects.filter(pk__in=[row.pk for row in rows]).update(
+                **changed, updated_at=now
+            )
     if inserts:
-        from executions.engine import rows as engine_rows
-
         engine_rows.insert(inserts)  # bulk_create, without building the ORM's INSERT
     events = [_event(UPDATED, row, flow_id=flow_id) for _, rows in updates.values() for row in rows]
     events.extend(_event(CREATED, row, flow_id=flow_id) for row in inserts)
     _publish(events)
     return [row for name in by_name if (row := cache[name]) is not None]
+
+
+def load_outputs(
+    *, flow_execution_id: UUID, task_names: Iterable[str], known: dict[str, TaskOutput | None]
+) -> None:
+    """Fill ``known`` (``sync_outputs_from_executions``'s cache) with the outputs of
+    ``task_names`` it lacks, in one query: for an operation that will sync several."""
+    wanted = set(task_names) - known.keys()
+    if wanted:
+        found = {row.task_name: row for row in _outputs_named(flow_execution_id, wanted)}
+        known.update({name: found.get(name) for name in wanted})
 
 
 def _outputs_named(flow_execution_id: UUID, task_names: set[str]) -> list[TaskOutput]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from django.db import transaction
 from django.urls import path
+from django.utils.decorators import method_decorator
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +27,7 @@ from executions.api.task_execution_schemas import (
 from executions.representations import task_execution_data
 from executions.services import task_execution_edits, task_execution_queries, task_statuses
 from executions.services import task_executions as reports
+from flowplatform import tenancy
 from flowplatform.api import parse, parse_query, principal_of
 from flowplatform.pagination import DEFAULT_LIMIT, LINK_HEADER, next_link
 from flowplatform.permissions import IsServiceKey
@@ -32,6 +35,10 @@ from flowplatform.permissions import IsServiceKey
 TAGS = ["task executions"]
 
 
+# No request transaction: a report is decided in the transaction its flow execution's
+# batch of reports shares (``services.task_executions``); the list and the edit open their
+# own, scoped to the caller's organization (row-level security).
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
 class TaskExecutionsView(APIView):
     @extend_schema(
         operation_id="task_executions_list",
@@ -44,15 +51,17 @@ class TaskExecutionsView(APIView):
     )
     def get(self, request: Request) -> Response:
         query = parse_query(TaskExecutionListQuery, request)
-        page = task_execution_queries.list_task_executions(
-            organization=principal_of(request).organization,
-            flow_execution_id=query.get("flow_execution_id"),
-            task_name=query.get("task_name"),
-            task_execution_idx=query.get("task_execution_idx"),
-            status=query.get("status"),
-            starting_after=query.get("starting_after"),
-            limit=query.get("limit", DEFAULT_LIMIT),
-        )
+        organization = principal_of(request).organization
+        with tenancy.activate(organization.pk, atomic=True):
+            page = task_execution_queries.list_task_executions(
+                organization=organization,
+                flow_execution_id=query.get("flow_execution_id"),
+                task_name=query.get("task_name"),
+                task_execution_idx=query.get("task_execution_idx"),
+                status=query.get("status"),
+                starting_after=query.get("starting_after"),
+                limit=query.get("limit", DEFAULT_LIMIT),
+            )
         response = Response(page.items)
         if page.more:
             response["Link"] = next_link(request, page.last_id)
@@ -97,12 +106,14 @@ class TaskExecutionsView(APIView):
     def put(self, request: Request) -> Response:
         query = parse_query(TaskExecutionEditQuery, request)
         data = parse(TaskExecutionEditInput, request.data)
-        result = task_execution_edits.edit_task_execution(
-            principal=principal_of(request),
-            data=data,
-            execute_flow=query["execute_flow"],
-            dry_run=query["dry_run"],
-        )
+        principal = principal_of(request)
+        with tenancy.activate(principal.organization.pk, atomic=True):
+            result = task_execution_edits.edit_task_execution(
+                principal=principal,
+                data=data,
+                execute_flow=query["execute_flow"],
+                dry_run=query["dry_run"],
+            )
         body = task_execution_data(result.task_execution)
         if result.would_mark_stale is not None:
             body["would_mark_stale"] = result.would_mark_stale

@@ -49,6 +49,21 @@ def sync_outputs(run: Run, tasks: Iterable[TaskExecution], *, prefetch: Iterable
     )
 
 
+def prefetch(run: Run, task_names: Sequence[str], *, outputs: bool = True) -> None:
+    """Load in one query each what reacting to ``task_names`` will read: their latest
+    executions and those around them (``Run.load_around``) and, with ``outputs``, the
+    outputs of those tasks and of the tasks downstream (``run.outputs``)."""
+    run.load_around(*task_names)
+    if outputs:
+        from outputs import services as outputs_services
+
+        outputs_services.load_outputs(
+            flow_execution_id=run.execution.id,
+            task_names=run.around(*task_names),
+            known=run.outputs,
+        )
+
+
 # -- queueing ---------------------------------------------------------------------------------
 
 

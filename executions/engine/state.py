@@ -56,7 +56,9 @@ def lock_flow_execution(
 class Run:
     """A locked flow execution, its definition and the latest execution of each task
     (loaded on demand: ``load`` fetches what is not known yet in one query). ``outputs``
-    caches the task outputs this operation has read or written (``None``: none exists)."""
+    caches the task outputs this operation has read or written (``None``: none exists).
+    ``defer_pending``: ``pending_tasks`` changes are written by ``flush`` (once for a batch
+    of reports), not each time; the operation must call it before its transaction ends."""
 
     execution: FlowExecution
     definition: dsl.FlowDefinition
@@ -64,6 +66,8 @@ class Run:
     latest: dict[str, TaskExecution] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)
     outputs: dict[str, TaskOutput | None] = field(default_factory=dict)
+    defer_pending: bool = False
+    pending_changed: bool = False
 
     @classmethod
     def of(cls, execution: FlowExecution, *, actor: str = "system") -> Run:
@@ -91,15 +95,25 @@ class Run:
         current = self.latest.get(task.task_name)
         return current is None or current.id == task.id
 
-    def load_around(self, task_name: str) -> dict[str, TaskExecution]:
-        """Load (one query) what reacting to ``task_name`` needs: its latest execution, those
-        of the tasks downstream and of their dependencies."""
+    def load_around(self, *task_names: str) -> dict[str, TaskExecution]:
+        """Load (one query) what reacting to ``task_names`` needs: their latest executions,
+        those of the tasks downstream and of their dependencies."""
         dag = self.definition.dag
-        if task_name in dag:
-            downstream = dag.downstream(task_name)
-            deps = {dep for name in downstream for dep in dag.upstream(name)}
-            self.load({task_name, *downstream, *deps})
+        wanted: set[str] = set()
+        for name in task_names:
+            if name in dag:
+                downstream = dag.downstream(name)
+                wanted |= {name, *downstream}
+                wanted |= {dep for later in downstream for dep in dag.upstream(later)}
+        if wanted:
+            self.load(wanted)
         return self.latest
+
+    def around(self, *task_names: str) -> set[str]:
+        """``task_names`` that are in the flow, and the tasks downstream of them."""
+        dag = self.definition.dag
+        found = {name for name in task_names if name in dag}
+        return found | {later for name in found for later in dag.downstream(name)}
 
     def record(self, task: TaskExecution) -> None:
         self.latest[task.task_name] = task
@@ -108,7 +122,16 @@ class Run:
     def set_pending(self, names: list[str]) -> None:
         if names != self.pending:
             self.execution.pending_tasks = names
+            if self.defer_pending:
+                self.pending_changed = True
+            else:
+                rows.update(self.execution, ["pending_tasks"])
+
+    def flush(self) -> None:
+        """Write what ``defer_pending`` held back."""
+        if self.pending_changed:
             rows.update(self.execution, ["pending_tasks"])
+            self.pending_changed = False
 
 
 def latest_executions(flow_execution_id: UUID, names: set[str]) -> dict[str, TaskExecution]:

@@ -10,20 +10,23 @@ terminal execution.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from executions import dsl
 from executions.engine import rows, transitions
 from executions.engine.events import collecting
-from executions.engine.scheduling import on_task_finished, sync_outputs
+from executions.engine.scheduling import on_task_finished, prefetch, sync_outputs
 from executions.engine.state import Run, lock_flow_execution
 from executions.enums import TASK_REPORTABLE, TASK_TERMINAL, TaskExecutionStatus
 from executions.models import TaskExecution
+from executions.services.group_commit import Entry, GroupCommit
+from flowplatform import tenancy
 from flowplatform.exceptions import BadRequest, Conflict, Forbidden
 from flowplatform.principal import Principal
 
@@ -55,16 +58,20 @@ def task_spec(run: Run, task_name: str) -> dsl.TaskSpec:
         ) from None
 
 
-@transaction.atomic
 def report_task_execution(
     *, principal: Principal, data: Mapping[str, Any]
 ) -> tuple[TaskExecution, bool]:
     """Create or update the reported task execution; ``(task execution, created)``.
 
-    Takes the flow execution's row lock, so identical concurrent reports are serialized and
+    Holds the flow execution's row lock, so identical concurrent reports are serialized and
     produce one row (the unique constraint, behind a savepoint, is the backstop). A report
     that makes the latest execution of its task terminal lets the engine react in the same
     transaction (queue downstream, retry, fail or finish the flow execution).
+
+    Called outside a transaction (a request), the report is decided together with the other
+    reports of its flow execution that this process is deciding at the same moment, in one
+    transaction (``group_commit``); it returns once that transaction has committed. Inside
+    a caller's transaction it is decided there.
     """
     check_organization(principal, data)
     status = data["status"]
@@ -74,32 +81,92 @@ def report_task_execution(
             f"Invalid status {status!r}; a report's status is one of {allowed}.",
             details=[{"loc": ["body", "status"], "msg": "Invalid status.", "type": "enum"}],
         )
-    with collecting():
-        execution = lock_flow_execution(
-            flow_execution_id=data["flow_execution_id"], organization=principal.organization
-        )
-        run = Run.of(execution)
-        spec = task_spec(run, data["task_name"])
-        actor = actor_of(principal, data)
-        task = _latest_reported(run, data)
+    if connection.in_atomic_block:
+        with transaction.atomic(), collecting():
+            return _apply(_locked_run(principal, data), principal, data)
+    key = (principal.organization.pk, str(data["flow_execution_id"]))
+    return _reports.submit(key, (principal, data))
+
+
+Report = tuple[Principal, Mapping[str, Any]]
+
+
+def _decide(entries: Sequence[Entry[Report]]) -> None:
+    """``GroupCommit`` callback: the reports of one flow execution, in one transaction (one
+    lock, one batch of events, one commit).
+
+    A report refused on the way (a 409, an unknown task, any error) must change nothing, and
+    it may have changed the others' state in memory: the transaction is rolled back and the
+    batch decided again without it. Refusals are rare (a late report of a retried task), so
+    this costs less than a savepoint around every report.
+    """
+    principal, data = entries[0].work
+    remaining = list(entries)
+    while remaining:
+        decided: list[tuple[Entry[Report], tuple[TaskExecution, bool]]] = []
+        refused: tuple[Entry[Report], Exception] | None = None
+        try:
+            with tenancy.activate(principal.organization.pk, atomic=True), collecting():
+                run = _locked_run(principal, data)
+                run.defer_pending = True
+                names = [entry.work[1]["task_name"] for entry in remaining]
+                prefetch(run, names, outputs=len(remaining) > 1)
+                for entry in remaining:
+                    try:
+                        task, created = _apply(run, *entry.work)
+                    except Exception as exc:  # noqa: BLE001 - its caller's error, raised there
+                        refused = (entry, exc)
+                        raise _Refused from exc
+                    decided.append((entry, (copy.copy(task), created)))
+                run.flush()
+        except _Refused:
+            assert refused is not None
+            entry, error = refused
+            entry.error = error
+            remaining.remove(entry)
+            continue
+        for entry, outcome in decided:  # committed
+            entry.result = outcome
+        return
+
+
+class _Refused(Exception):
+    """Rolls back a batch of reports in which one was refused."""
+
+
+_reports: GroupCommit[Report] = GroupCommit(_decide)
+
+
+def _locked_run(principal: Principal, data: Mapping[str, Any]) -> Run:
+    execution = lock_flow_execution(
+        flow_execution_id=data["flow_execution_id"], organization=principal.organization
+    )
+    return Run.of(execution)
+
+
+def _apply(run: Run, principal: Principal, data: Mapping[str, Any]) -> tuple[TaskExecution, bool]:
+    """Decide one report on ``run`` (its flow execution locked by this transaction)."""
+    spec = task_spec(run, data["task_name"])
+    actor = actor_of(principal, data)
+    task = _latest_reported(run, data)
+    if task is not None:
+        try:
+            _update(run, task, data, actor=actor, read_unlocked=True)
+            return task, False
+        except transitions.StatusChanged:
+            pass  # claimed meanwhile: decide again on the locked row
+    task = _locked_task(run, data)
+    if task is None:
+        task = _create(run, spec, data, actor=actor)
         if task is not None:
-            try:
-                _update(run, task, data, actor=actor, read_unlocked=True)
-                return task, False
-            except transitions.StatusChanged:
-                pass  # claimed meanwhile: decide again on the locked row
+            _after_change(run, task, was_terminal=False)
+            return task, True
         task = _locked_task(run, data)
-        if task is None:
-            task = _create(run, spec, data, actor=actor)
-            if task is not None:
-                _after_change(run, task, was_terminal=False)
-                return task, True
-            task = _locked_task(run, data)
-            assert task is not None
-        if run.latest.get(task.task_name, task).id == task.id:
-            run.record(task)
-        _update(run, task, data, actor=actor)
-        return task, False
+        assert task is not None
+    if run.latest.get(task.task_name, task).id == task.id:
+        run.record(task)
+    _update(run, task, data, actor=actor)
+    return task, False
 
 
 def _latest_reported(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:

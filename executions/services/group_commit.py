@@ -1,0 +1,104 @@
+"""Group commit: operations on one key, arriving at once in one process, decided together.
+
+Every worker report holds its flow execution's row lock from its first statement to its
+commit, so the reports of one flow execution run one after another. Handing that lock from
+one request thread to the next costs more than the work done under it (a wake-up of another
+thread, which then queues for the interpreter behind every other request of the process:
+``bench/README.md``, "Engine throughput"). A ``GroupCommit`` lets the first thread that
+arrives for a key lead: it decides the reports waiting for that key in one transaction (one
+lock, one commit) while the others wait, then wakes them with their own results, or their own
+errors. Work that arrives while a batch runs forms the next batch, led by its first arrival,
+so no caller waits for more than the batch ahead of it and its own.
+
+A caller learns its result only after the transaction that decided it has committed; when
+the commit fails, every caller of that batch gets the error (nothing is reported as done that
+was not stored).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_MAX_BATCH = 32
+
+
+@dataclass(eq=False)
+class Entry(Generic[T]):
+    """One caller's work, and what became of it."""
+
+    work: T
+    result: Any = None
+    error: BaseException | None = None
+    leads: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit(Generic[T]):
+    """Runs ``decide(entries)`` for batches of entries of one key, one batch at a time per
+    key in this process. ``decide`` sets each entry's ``result`` or ``error`` and must
+    commit before it returns; an exception it raises becomes every entry's error."""
+
+    def __init__(
+        self,
+        decide: Callable[[Sequence[Entry[T]]], None],
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self._decide = decide
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._waiting: dict[Hashable, list[Entry[T]]] = {}  # a key here has a leader
+
+    def submit(self, key: Hashable, work: T) -> Any:
+        """Decide ``work`` (batched with others of ``key``); its result, or raise its error."""
+        entry: Entry[T] = Entry(work)
+        with self._lock:
+            waiting = self._waiting.get(key)
+            if waiting is None:
+                self._waiting[key] = [entry]
+                entry.leads = True
+            else:
+                waiting.append(entry)
+        if not entry.leads:
+            entry.done.wait()
+            if not entry.leads:  # decided by another caller's batch
+                return entry.outcome()
+        self._lead(key)
+        return entry.outcome()
+
+    def _lead(self, key: Hashable) -> None:
+        with self._lock:
+            waiting = self._waiting[key]
+            batch = waiting[: self._max_batch]
+            del waiting[: self._max_batch]
+        heir: Entry[T] | None = None
+        try:
+            self._decide(batch)
+        # Whatever ended the batch (an error, or an exit of the thread) ended its
+        # transaction without a commit: it decided nothing, for every caller.
+        except BaseException as exc:  # noqa: BLE001
+            for entry in batch:
+                entry.result, entry.error = None, exc
+        finally:
+            with self._lock:
+                waiting = self._waiting[key]
+                if waiting:
+                    heir = waiting[0]
+                    heir.leads = True
+                else:
+                    del self._waiting[key]
+            for entry in batch[1:]:
+                entry.done.set()
+            if heir is not None:
+                heir.done.set()

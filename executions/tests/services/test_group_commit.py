@@ -1,0 +1,146 @@
+"""``GroupCommit``: batching of concurrent operations on one key (no database)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from executions.services.group_commit import Entry, GroupCommit
+
+
+class Recorder:
+    """A ``decide`` that records its batches; the first batch waits until released, so the
+    callers arriving meanwhile queue behind it."""
+
+    def __init__(self, *, fail: set[str] = frozenset(), crash: bool = False) -> None:
+        self.batches: list[list[str]] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.fail = fail
+        self.crash = crash
+
+    def __call__(self, entries: Sequence[Entry[str]]) -> None:
+        self.batches.append([entry.work for entry in entries])
+        if len(self.batches) == 1:
+            self.started.set()
+            assert self.release.wait(10)
+        if self.crash and len(self.batches) == 2:
+            raise RuntimeError("commit failed")
+        for entry in entries:
+            if entry.work in self.fail:
+                entry.error = ValueError(entry.work)
+            else:
+                entry.result = entry.work.upper()
+
+
+def submit_all(
+    group: GroupCommit[str], recorder: Recorder, key: str, works: list[str]
+) -> dict[str, object]:
+    """Submit ``works[0]`` (it leads the first batch), wait until its batch is being decided,
+    then submit the rest concurrently and release the first batch."""
+    outcomes: dict[str, object] = {}
+
+    def call(work: str) -> None:
+        try:
+            outcomes[work] = group.submit(key, work)
+        except Exception as exc:  # noqa: BLE001 - checked by the test
+            outcomes[work] = exc
+
+    first = threading.Thread(target=call, args=(works[0],))
+    first.start()
+    assert recorder.started.wait(10)
+    rest = [threading.Thread(target=call, args=(work,)) for work in works[1:]]
+    for thread in rest:
+        thread.start()
+    for _ in range(10_000):  # until all of them wait behind the first batch
+        if len(group._waiting[key]) == len(works) - 1:
+            break
+        threading.Event().wait(0.001)
+    recorder.release.set()
+    for thread in [first, *rest]:
+        thread.join(10)
+        assert not thread.is_alive()
+    return outcomes
+
+
+def test_callers_arriving_during_a_batch_are_decided_together_in_the_next():
+    recorder = Recorder()
+    group: GroupCommit[str] = GroupCommit(recorder)
+    outcomes = submit_all(group, recorder, "fe-1", ["a", "b", "c", "d"])
+    assert outcomes == {"a": "A", "b": "B", "c": "C", "d": "D"}
+    assert recorder.batches[0] == ["a"]
+    assert sorted(recorder.batches[1]) == ["b", "c", "d"]
+    assert len(recorder.batches) == 2
+    assert group._waiting == {}
+
+
+def test_each_caller_gets_its_own_error():
+    recorder = Recorder(fail={"c"})
+    group: GroupCommit[str] = GroupCommit(recorder)
+    outcomes = submit_all(group, recorder, "fe-1", ["a", "b", "c"])
+    assert outcomes["a"] == "A"
+    assert outcomes["b"] == "B"
+    assert isinstance(outcomes["c"], ValueError)
+
+
+def test_a_failed_batch_fails_every_caller_in_it_and_the_next_batch_still_runs():
+    recorder = Recorder(crash=True)
+    group: GroupCommit[str] = GroupCommit(recorder)
+    outcomes = submit_all(group, recorder, "fe-1", ["a", "b", "c"])
+    assert outcomes["a"] == "A"
+    assert all(isinstance(outcomes[w], RuntimeError) for w in ("b", "c"))
+    assert group._waiting == {}
+    assert group.submit("fe-1", "e") == "E"  # the key is free again
+
+
+def test_batches_are_capped_and_the_rest_follow():
+    recorder = Recorder()
+    group: GroupCommit[str] = GroupCommit(recorder, max_batch=2)
+    works = ["a", "b", "c", "d", "e"]
+    outcomes = submit_all(group, recorder, "fe-1", works)
+    assert outcomes == {w: w.upper() for w in works}
+    assert [len(batch) for batch in recorder.batches] == [1, 2, 2]
+
+
+def test_keys_do_not_wait_for_each_other():
+    recorder = Recorder()
+    group: GroupCommit[str] = GroupCommit(recorder)
+    blocked = threading.Thread(target=group.submit, args=("fe-1", "a"))
+    blocked.start()
+    assert recorder.started.wait(10)
+    # fe-1's batch is still being decided: fe-2's caller leads its own at once.
+    assert group.submit("fe-2", "x") == "X"
+    recorder.release.set()
+    blocked.join(10)
+    assert recorder.batches == [["a"], ["x"]]
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_many_threads_every_caller_answered_once(count: int):
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def decide(entries: Sequence[Entry[str]]) -> None:
+        with lock:
+            seen.extend(entry.work for entry in entries)
+        for entry in entries:
+            entry.result = entry.work
+
+    group: GroupCommit[str] = GroupCommit(decide, max_batch=7)
+    results: list[object] = [None] * count
+    barrier = threading.Barrier(count)
+
+    def call(i: int) -> None:
+        barrier.wait(10)
+        results[i] = group.submit("k", f"w{i}")
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == [f"w{i}" for i in range(count)]
+    assert sorted(seen) == sorted(f"w{i}" for i in range(count))
+    assert group._waiting == {}

@@ -1,0 +1,130 @@
+"""Worker reports decided as a batch (``task_executions._decide``): one transaction for the
+reports of one flow execution, each caller getting its own outcome.
+
+Outside the test's transaction (``transaction=True``), as a request runs them."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from executions.enums import TaskExecutionStatus
+from executions.models import TaskExecution
+from executions.services import task_executions
+from executions.services.group_commit import Entry
+from executions.tests.engine.factories import DIAMOND, Worker, latest, shape_definition, start
+from flowplatform.authentication import principal_for_key
+from flowplatform.exceptions import BadRequest, Conflict
+from realtime.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TE = TaskExecutionStatus
+MIDDLE = [f"t{i}" for i in range(12)]
+
+
+def report(task: dict[str, Any], **body: Any) -> dict[str, Any]:
+    return {
+        "flow_execution_id": task["flow_execution_id"],
+        "task_name": task["task_name"],
+        "task_execution_idx": task["task_execution_idx"],
+        "status": "completed",
+        "output": {"done": task["task_name"]},
+        "worker_id": "worker-1",
+        **body,
+    }
+
+
+def b_and_c_running(tenant):  # noqa: ANN001, ANN201
+    execution = start(tenant.organization, shape_definition(DIAMOND))
+    worker = Worker(tenant.client("service"))
+    (a,) = worker.claim()
+    assert worker.report(a).status_code == 200
+    b, c = sorted(worker.claim(), key=lambda t: t["task_name"])
+    return execution, b, c
+
+
+def updates_of(execution, name: str) -> list[str]:  # noqa: ANN001
+    return [
+        event.data["status"]
+        for event in Event.objects.filter(
+            flow_execution_id=execution.id, task_name=name, type="task_execution.updated"
+        ).order_by("id")
+    ]
+
+
+def test_a_batch_decides_each_report_and_queues_downstream_once(tenant):
+    execution, b, c = b_and_c_running(tenant)
+    principal = principal_for_key(tenant.service_api_key)
+    entries = [Entry((principal, report(b))), Entry((principal, report(c)))]
+
+    task_executions._decide(entries)
+
+    assert [entry.error for entry in entries] == [None, None]
+    assert [(e.result[0].task_name, e.result[0].status, e.result[1]) for e in entries] == [
+        ("b", TE.COMPLETED, False),
+        ("c", TE.COMPLETED, False),
+    ]
+    assert latest(execution, "b").status == latest(execution, "c").status == TE.COMPLETED
+    assert TaskExecution.objects.filter(flow_execution=execution, task_name="d").count() == 1
+    assert latest(execution, "d").status == TE.QUEUED
+    assert updates_of(execution, "b") == ["running", "completed"]
+    assert updates_of(execution, "c") == ["running", "completed"]
+
+
+def test_a_refused_report_changes_nothing_and_the_others_still_commit(tenant):
+    execution, b, c = b_and_c_running(tenant)
+    principal = principal_for_key(tenant.service_api_key)
+    entries = [
+        Entry((principal, report(b))),
+        Entry((principal, report(c, worker_id="intruder"))),  # not the lease holder
+        Entry((principal, {**report(c), "task_name": "nope"})),  # no such task
+    ]
+
+    task_executions._decide(entries)
+
+    assert entries[0].error is None and entries[0].result[0].status == TE.COMPLETED
+    assert isinstance(entries[1].error, Conflict)
+    assert isinstance(entries[2].error, BadRequest)
+    assert latest(execution, "b").status == TE.COMPLETED
+    refused = latest(execution, "c")
+    assert (refused.status, refused.lease_owner, refused.output) == (TE.RUNNING, "worker-1", None)
+    assert not TaskExecution.objects.filter(flow_execution=execution, task_name="d").exists()
+    assert updates_of(execution, "b") == ["running", "completed"]  # once, despite the retry
+    assert updates_of(execution, "c") == ["running"]
+
+
+@pytest.mark.postgres
+def test_concurrent_reports_of_one_flow_execution_all_land(tenant):
+    """Through the API, from threads at once: reports of one flow execution queue behind the
+    batch being decided and are decided together; every one is answered after its commit."""
+    shape = {"root": [], **{name: ["root"] for name in MIDDLE}, "end": MIDDLE}
+    execution = start(tenant.organization, shape_definition(shape))
+    worker = Worker(tenant.client("service"))
+    (root,) = worker.claim()
+    assert worker.report(root).status_code == 200
+    middle = worker.claim()
+    assert len(middle) == 12
+    barrier = threading.Barrier(len(middle))
+    codes: list[int] = []
+
+    def post(task: dict[str, Any]) -> None:
+        try:
+            barrier.wait(10)
+            codes.append(Worker(tenant.client("service")).report(task).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(task,)) for task in middle]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert Counter(codes) == {200: 12}
+    done = TaskExecution.objects.filter(flow_execution=execution, status=TE.COMPLETED)
+    assert done.count() == 13
+    assert TaskExecution.objects.filter(flow_execution=execution, task_name="end").count() == 1
+    assert task_executions._reports._waiting == {}
