@@ -36,6 +36,13 @@ class EditStatusField(serializers.CharField):
     pass
 
 
+class ClaimNextInput(serializers.Serializer):
+    executors = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=200), min_length=1, max_length=100
+    )
+    limit = serializers.IntegerField(required=False, default=1, min_value=1, max_value=50)
+
+
 class TaskExecutionReportInput(serializers.Serializer):
     flow_execution_id = serializers.UUIDField()
     task_name = serializers.CharField(min_length=1, max_length=200, trim_whitespace=False)
@@ -57,6 +64,12 @@ class TaskExecutionReportInput(serializers.Serializer):
     )
     organization_id = serializers.UUIDField(required=False, allow_null=True)
     modified_by = serializers.CharField(required=False, max_length=200)
+    claim = ClaimNextInput(
+        required=False,
+        help_text="Service keys: also claim up to `limit` queued task executions for "
+        "`worker_id`, decided with the report (the next work of a worker whose task just "
+        "ended, without a claim request). They come back in the response's `claimed`.",
+    )
 
 
 class TaskExecutionEditInput(serializers.Serializer):
@@ -223,6 +236,14 @@ class ClaimedTaskOut(TaskExecutionOut):
 
 class ClaimOut(serializers.Serializer):
     task_executions = ClaimedTaskOut(many=True)
+
+
+class TaskExecutionReportOut(TaskExecutionOut):
+    claimed = ClaimedTaskOut(
+        many=True,
+        required=False,
+        help_text="Only when the report asked to `claim`: what it claimed (possibly none).",
+    )
 
 
 class HeartbeatOut(serializers.Serializer):

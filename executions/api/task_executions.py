@@ -20,6 +20,7 @@ from executions.api.task_execution_schemas import (
     TaskExecutionListQuery,
     TaskExecutionOut,
     TaskExecutionReportInput,
+    TaskExecutionReportOut,
     TaskStatusBatchInput,
     TaskStatusOut,
     status_items,
@@ -74,20 +75,25 @@ class TaskExecutionsView(APIView):
             "Upsert on `(flow_execution_id, task_name, task_execution_idx)`: 201 when it "
             "created the record, 200 when it updated it or repeated a finished report. A "
             "terminal status lets the engine schedule downstream work. 409 when the report "
-            "would change a finished execution or the lease is another worker's."
+            "would change a finished execution or the lease is another worker's. With "
+            "`claim` (service keys) it also claims the worker's next task executions, "
+            "returned in `claimed`: a worker needs no claim request between tasks."
         ),
         tags=TAGS,
         request=TaskExecutionReportInput,
         responses={
-            201: OpenApiResponse(TaskExecutionOut, description="Created."),
-            200: OpenApiResponse(TaskExecutionOut, description="Updated, or a repeat."),
+            201: OpenApiResponse(TaskExecutionReportOut, description="Created."),
+            200: OpenApiResponse(TaskExecutionReportOut, description="Updated, or a repeat."),
         },
         extensions={"x-error-codes": ["404", "409"]},
     )
     def post(self, request: Request) -> Response:
         data = parse(TaskExecutionReportInput, request.data)
-        task, created = reports.report_task_execution(principal=principal_of(request), data=data)
-        return Response(task_execution_data(task), status=201 if created else 200)
+        outcome = reports.report_and_claim(principal=principal_of(request), data=data)
+        body = task_execution_data(outcome.task)
+        if outcome.claimed is not None:
+            body["claimed"] = outcome.claimed
+        return Response(body, status=201 if outcome.created else 200)
 
     @extend_schema(
         operation_id="task_executions_update",

@@ -51,14 +51,26 @@ _last_sweep: dict[str, float] = {}
 
 
 def claim_task_executions(
-    *, organization: Organization, worker_id: str, executors: Sequence[str], limit: int
+    *,
+    organization: Organization,
+    worker_id: str,
+    executors: Sequence[str],
+    limit: int,
+    with_report: bool = False,
 ) -> list[dict[str, Any]]:
     """Claim up to ``limit`` queued, due task executions of ``organization`` whose executor is
     in ``executors``, oldest first: each becomes ``running`` under a lease for ``worker_id``.
-    Returns them as the claim endpoint renders them."""
-    sweep_if_due(organization=organization)
+    Returns them as the claim endpoint renders them.
+
+    ``with_report``: in the transaction of a worker's report, which holds its flow
+    execution's lock and usually just queued work: no lease sweep (it locks other flow
+    executions) and no probe for an empty queue first."""
+    if not with_report:
+        sweep_if_due(organization=organization)
     if connection.vendor == "postgresql":
-        return _claim_postgresql(organization, worker_id, list(executors), limit)
+        return _claim_postgresql(
+            organization, worker_id, list(executors), limit, probe=not with_report
+        )
     candidates = TaskExecution.objects.filter(
         organization=organization,
         status=TE.QUEUED,
@@ -183,19 +195,21 @@ def _claim_statements(executor_count: int) -> tuple[str, str]:
 
 
 def _claim_postgresql(
-    organization: Organization, worker_id: str, executors: list[str], limit: int
+    organization: Organization, worker_id: str, executors: list[str], limit: int, *, probe: bool
 ) -> list[dict[str, Any]]:
     if not executors:
         return []
     exists, claim = _claim_statements(len(executors))
     now = timezone.now()
     where = [organization.pk, *executors, now]
-    with connection.cursor() as cursor:
-        cursor.execute(exists, where)
-        if cursor.fetchone() is None:
-            return []
+    if probe:
+        with connection.cursor() as cursor:
+            cursor.execute(exists, where)
+            if cursor.fetchone() is None:
+                return []
     expires = now + timedelta(seconds=transitions.lease_seconds())
-    with transaction.atomic(), collecting():
+    # Nested in a caller's transaction (a report's), a failed claim fails the caller too.
+    with transaction.atomic(savepoint=False), collecting():
         with connection.cursor() as cursor:
             cursor.execute(claim, [*where, limit, now, now, worker_id, expires])
             found = cursor.fetchall()

@@ -17,7 +17,9 @@ import asyncio
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import transaction
@@ -27,12 +29,36 @@ _order = itertools.count()
 _waiters: dict[str, dict[int, Waiter]] = {}
 
 
+_held: ContextVar[Counter[tuple[str, str | None]] | None] = ContextVar(
+    "wakeups_held", default=None
+)
+
+
 def notify_on_commit(work: Iterable[tuple[Any, str | None]]) -> None:
     """Once the current transaction commits, wake claims for this work: one
-    ``(organization_id, executor name)`` per queued task (``None``: any executor)."""
+    ``(organization_id, executor name)`` per queued task (``None``: any executor). Inside
+    ``holding()`` the wake-ups are kept for its caller instead."""
     counts = Counter((str(org_id), executor) for org_id, executor in work)
-    if counts:
+    if not counts:
+        return
+    held = _held.get()
+    if held is not None:
+        held.update(counts)
+    else:
         transaction.on_commit(lambda: notify(counts))
+
+
+@contextmanager
+def holding() -> Iterator[Counter[tuple[str, str | None]]]:
+    """Keep the wake-ups of the work this block queues; the block then hands some of that
+    work out itself (a report claiming its worker's next task) and sends the rest with
+    ``notify_on_commit``, so no claim is woken for work already taken."""
+    held: Counter[tuple[str, str | None]] = Counter()
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        _held.reset(token)
 
 
 def notify(work: Counter[tuple[str, str | None]]) -> None:

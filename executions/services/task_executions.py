@@ -11,15 +11,18 @@ terminal execution.
 from __future__ import annotations
 
 import copy
+import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from executions import dsl
-from executions.engine import rows, transitions
+from executions import dsl, engine
+from executions.engine import rows, transitions, wakeup
 from executions.engine.events import collecting
 from executions.engine.scheduling import on_task_finished, prefetch, sync_outputs
 from executions.engine.state import Run, lock_flow_execution
@@ -31,6 +34,7 @@ from flowplatform.exceptions import BadRequest, Conflict, Forbidden
 from flowplatform.principal import Principal
 
 TE = TaskExecutionStatus
+logger = logging.getLogger(__name__)
 REPORTED_FIELDS = ("input", "output", "error")
 
 
@@ -58,20 +62,40 @@ def task_spec(run: Run, task_name: str) -> dsl.TaskSpec:
         ) from None
 
 
+@dataclass(frozen=True)
+class ReportOutcome:
+    """What a report did: the task execution as stored, whether it was created, and (when
+    the report asked to ``claim``) the task executions claimed for its worker, rendered as
+    the claim endpoint renders them."""
+
+    task: TaskExecution
+    created: bool
+    claimed: list[dict[str, Any]] | None = None
+
+
 def report_task_execution(
     *, principal: Principal, data: Mapping[str, Any]
 ) -> tuple[TaskExecution, bool]:
-    """Create or update the reported task execution; ``(task execution, created)``.
+    """``report_and_claim`` without a claim: ``(task execution, created)``."""
+    outcome = report_and_claim(principal=principal, data={**data, "claim": None})
+    return outcome.task, outcome.created
+
+
+def report_and_claim(*, principal: Principal, data: Mapping[str, Any]) -> ReportOutcome:
+    """Create or update the reported task execution; with ``data["claim"]``
+    (``{executors, limit}``, service keys) also claim the worker's next task executions.
 
     Holds the flow execution's row lock, so identical concurrent reports are serialized and
     produce one row (the unique constraint, behind a savepoint, is the backstop). A report
     that makes the latest execution of its task terminal lets the engine react in the same
-    transaction (queue downstream, retry, fail or finish the flow execution).
+    transaction (queue downstream, retry, fail or finish the flow execution). The claim
+    comes after that, so it can take the work the report queued; no waiting claim is woken
+    for the work it takes.
 
     Called outside a transaction (a request), the report is decided together with the other
     reports of its flow execution that this process is deciding at the same moment, in one
-    transaction (``group_commit``); it returns once that transaction has committed. Inside
-    a caller's transaction it is decided there.
+    transaction (``group_commit``), and the claims in the next; it returns once they have
+    committed. Inside a caller's transaction both are decided there.
     """
     check_organization(principal, data)
     status = data["status"]
@@ -81,11 +105,50 @@ def report_task_execution(
             f"Invalid status {status!r}; a report's status is one of {allowed}.",
             details=[{"loc": ["body", "status"], "msg": "Invalid status.", "type": "enum"}],
         )
+    if data.get("claim"):
+        check_claim(principal, data)
     if connection.in_atomic_block:
         with transaction.atomic(), collecting():
-            return _apply(_locked_run(principal, data), principal, data)
+            with wakeup.holding() as wakeups:
+                task, created = _apply(_locked_run(principal, data), principal, data)
+                claimed = _claim_next(principal, data) if data.get("claim") else None
+            _taken(wakeups, principal, claimed or ())
+            wakeup.notify_on_commit(wakeups.elements())
+        return ReportOutcome(task, created, claimed)
     key = (principal.organization.pk, str(data["flow_execution_id"]))
     return _reports.submit(key, (principal, data))
+
+
+def check_claim(principal: Principal, data: Mapping[str, Any]) -> None:
+    if not principal.is_service:
+        raise Forbidden("Only service keys claim task executions.")
+    if not data.get("worker_id"):
+        raise BadRequest(
+            "A report that claims needs the worker_id the claimed work is leased to.",
+            details=[{"loc": ["body", "worker_id"], "msg": "Required.", "type": "missing"}],
+        )
+
+
+def _claim_next(principal: Principal, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The report's claim (``data["claim"]``), for its worker."""
+    return engine.claim_task_executions(
+        organization=principal.organization,
+        worker_id=data["worker_id"],
+        executors=data["claim"]["executors"],
+        limit=data["claim"]["limit"],
+        with_report=True,
+    )
+
+
+def _taken(
+    wakeups: Counter[tuple[str, str | None]],
+    principal: Principal,
+    claimed: Sequence[Mapping[str, Any]],
+) -> None:
+    """Work handed out with a report wakes no waiting claim."""
+    wakeups.subtract(
+        (str(principal.organization.pk), item["task_executor_name"]) for item in claimed
+    )
 
 
 Report = tuple[Principal, Mapping[str, Any]]
@@ -93,7 +156,7 @@ Report = tuple[Principal, Mapping[str, Any]]
 
 def _decide(entries: Sequence[Entry[Report]]) -> None:
     """``GroupCommit`` callback: the reports of one flow execution, in one transaction (one
-    lock, one batch of events, one commit).
+    lock, one batch of events, one commit), then the claims of those that asked.
 
     A report refused on the way (a 409, an unknown task, any error) must change nothing, and
     it may have changed the others' state in memory: the transaction is rolled back and the
@@ -103,31 +166,59 @@ def _decide(entries: Sequence[Entry[Report]]) -> None:
     principal, data = entries[0].work
     remaining = list(entries)
     while remaining:
-        decided: list[tuple[Entry[Report], tuple[TaskExecution, bool]]] = []
+        decided: list[tuple[Entry[Report], TaskExecution, bool]] = []
         refused: tuple[Entry[Report], Exception] | None = None
         try:
             with tenancy.activate(principal.organization.pk, atomic=True), collecting():
-                run = _locked_run(principal, data)
-                run.defer_pending = True
-                names = [entry.work[1]["task_name"] for entry in remaining]
-                prefetch(run, names, outputs=len(remaining) > 1)
-                for entry in remaining:
-                    try:
-                        task, created = _apply(run, *entry.work)
-                    except Exception as exc:  # noqa: BLE001 - its caller's error, raised there
-                        refused = (entry, exc)
-                        raise _Refused from exc
-                    decided.append((entry, (copy.copy(task), created)))
-                run.flush()
+                with wakeup.holding() as wakeups:
+                    run = _locked_run(principal, data)
+                    run.defer_pending = True
+                    names = [entry.work[1]["task_name"] for entry in remaining]
+                    prefetch(run, names, outputs=len(remaining) > 1)
+                    for entry in remaining:
+                        try:
+                            task, created = _apply(run, *entry.work)
+                        except Exception as exc:  # noqa: BLE001 - its caller's error
+                            refused = (entry, exc)
+                            raise _Refused from exc
+                        decided.append((entry, copy.copy(task), created))
+                    run.flush()
         except _Refused:
             assert refused is not None
             entry, error = refused
             entry.error = error
             remaining.remove(entry)
             continue
-        for entry, outcome in decided:  # committed
-            entry.result = outcome
+        claimed = _claims_after(principal, [entry for entry, _, _ in decided], wakeups)
+        for entry, task, created in decided:
+            entry.result = ReportOutcome(task, created, claimed.get(entry))
         return
+
+
+def _claims_after(
+    principal: Principal,
+    entries: Sequence[Entry[Report]],
+    wakeups: Counter[tuple[str, str | None]],
+) -> dict[Entry[Report], list[dict[str, Any]]]:
+    """After the reports' commit, outside their flow execution's lock (the next batch need
+    not wait for them): the claims of the reports that asked, in one transaction. Then the
+    claims waiting elsewhere are woken for what the reports queued and these did not take.
+    The reports are stored whatever happens here: a claim that fails hands out nothing."""
+    wanting = [entry for entry in entries if entry.work[1].get("claim")]
+    claimed: dict[Entry[Report], list[dict[str, Any]]] = {}
+    if wanting:
+        try:
+            with tenancy.activate(principal.organization.pk, atomic=True), collecting():
+                for entry in wanting:
+                    claimed[entry] = _claim_next(*entry.work)
+        except Exception:  # noqa: BLE001 - the committed reports still succeed
+            logger.exception("claims with reports failed; the workers claim again")
+            claimed = {}
+        for entry in wanting:
+            claimed.setdefault(entry, [])
+            _taken(wakeups, principal, claimed[entry])
+    wakeup.notify(+wakeups)
+    return claimed
 
 
 class _Refused(Exception):

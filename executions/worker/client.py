@@ -263,6 +263,9 @@ class ApiClient:
         items = answer.get("task_executions") if isinstance(answer, dict) else None
         if not isinstance(items, list):
             raise ApiError(f"claim answer has no task_executions list: {answer!r}")
+        return self._claimed_tasks(items, worker_id)
+
+    def _claimed_tasks(self, items: list[Any], worker_id: str) -> list[ClaimedTask]:
         tasks: list[ClaimedTask] = []
         for item in items:
             try:
@@ -301,9 +304,14 @@ class ApiClient:
             "POST", f"/api/task-executions/{task_id}/release", json={"worker_id": worker_id}
         )
 
-    def report_task_execution(self, report: TaskExecutionReport) -> Any:
-        """``POST /api/task-executions``: the terminal state; ``LeaseLost`` on 409."""
-        return self.request("POST", "/api/task-executions", json=report.to_json())
+    def report_task_execution(self, report: TaskExecutionReport) -> list[ClaimedTask]:
+        """``POST /api/task-executions``: the terminal state; ``LeaseLost`` on 409. Returns
+        the tasks the report claimed for this worker (``report.claim_executors``)."""
+        answer = self.request("POST", "/api/task-executions", json=report.to_json())
+        items = answer.get("claimed") if isinstance(answer, dict) else None
+        if not report.claim_executors or not isinstance(items, list):
+            return []
+        return self._claimed_tasks(items, report.worker_id)
 
     def create_task_output(self, output: TaskOutputReport) -> Any:
         """``POST /api/task-outputs``: the task's summary/output for display."""

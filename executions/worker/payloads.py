@@ -164,9 +164,12 @@ class TaskExecutionReport:
     worker_id: str
     output: Any = None
     error: TaskError | None = None
+    # The worker's next work, claimed with the report: executors it serves (none: no claim).
+    claim_executors: tuple[str, ...] = ()
+    claim_limit: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "flow_execution_id": self.flow_execution_id,
             "task_name": self.task_name,
             "task_execution_idx": self.task_execution_idx,
@@ -175,6 +178,9 @@ class TaskExecutionReport:
             "error": self.error.to_json() if self.error is not None else None,
             "worker_id": self.worker_id,
         }
+        if self.claim_executors:
+            body["claim"] = {"executors": list(self.claim_executors), "limit": self.claim_limit}
+        return body
 
 
 @dataclass(frozen=True)

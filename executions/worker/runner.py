@@ -3,7 +3,9 @@
 Three kinds of threads cooperate:
 
 * the thread calling ``Worker.run`` (normally the main thread) long-polls
-  ``POST /api/task-executions/claim`` for as many tasks as it has free slots;
+  ``POST /api/task-executions/claim`` for as many tasks as it has free slots; a finishing
+  task's report claims the task that takes its slot (``claim`` in the report), so while work
+  keeps coming the worker sends one request per task;
 * one heartbeat thread extends the lease of every running task every ``lease_seconds / 3``
   and passes on what the answer says (cancellation asked, lease lost);
 * one thread posts the status history of finished tasks in batches (``history.py``);
@@ -91,6 +93,8 @@ class Worker:
             python_callables=frozenset(config.python_callables),
             release_at=lambda: self._release_at,
             history=self._history,
+            next_work=self._next_work,
+            accept=self._accept,
         )
         logging.getLogger("flowplatform.worker").setLevel(config.log_level.upper())
 
@@ -222,6 +226,11 @@ class Worker:
             elapsed = time.monotonic() - started
             if not tasks and elapsed < MIN_EMPTY_CLAIM_INTERVAL_SECONDS:
                 self._stopping.wait(MIN_EMPTY_CLAIM_INTERVAL_SECONDS - elapsed)
+
+    def _next_work(self) -> tuple[str, ...]:
+        """What a finishing task's report claims for its slot: one task of any executor this
+        worker serves; nothing once shutting down."""
+        return () if self._stopping.is_set() else self.executors
 
     def _accept(self, task: ClaimedTask) -> None:
         if self._stopping.is_set():

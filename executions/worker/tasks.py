@@ -116,9 +116,15 @@ class TaskSupervisor:
         python_callables: frozenset[str],
         release_at: Callable[[], float | None],
         history: StatusHistory | None = None,
+        next_work: Callable[[], tuple[str, ...]] = tuple,
+        accept: Callable[[ClaimedTask], None] | None = None,
     ) -> None:
         self.client = client
         self.history = history
+        # The executors to claim the next task for with a report (none: no claim), and who
+        # takes what the report claimed.
+        self.next_work = next_work
+        self.accept = accept
         self.registry = registry
         self.worker_id = worker_id
         self.python_callables = python_callables
@@ -224,7 +230,8 @@ class TaskSupervisor:
         summary (an empty one adds nothing to what the report stored); no task-status
         history post repeats the status the report gave. A 409 on the report means the
         result is unwanted: nothing more is sent. The status joins the flow execution's
-        history in the next batch (``history.py``)."""
+        history in the next batch (``history.py``). The report also claims the task that
+        takes this one's slot (``next_work``): a busy worker sends no claim requests."""
         assert verdict.status is not None
         report = TaskExecutionReport(
             flow_execution_id=task.flow_execution_id,
@@ -234,9 +241,10 @@ class TaskSupervisor:
             worker_id=self.worker_id,
             output=verdict.output,
             error=verdict.error,
+            claim_executors=self.next_work() if self.accept is not None else (),
         )
         try:
-            self.client.report_task_execution(report)
+            claimed = self.client.report_task_execution(report)
         except LeaseLost as exc:
             logger.warning(
                 "%s: %s result no longer wanted, dropped: %s", task.describe(), verdict.status, exc
@@ -259,6 +267,9 @@ class TaskSupervisor:
                 logger.warning("%s: could not post the task output: %s", task.describe(), exc)
         if self.history is not None:
             self.history.add(task.flow_execution_id, task.task_name, verdict.status)
+        for next_task in claimed:  # this slot's next task, claimed with the report
+            assert self.accept is not None
+            self.accept(next_task)
         return verdict.status
 
     def release(self, task: ClaimedTask) -> None:

@@ -199,7 +199,7 @@ def test_unexpected_error_is_500_envelope(service_client, execution, monkeypatch
     def explode(**kwargs):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(task_executions, "report_task_execution", explode)
+    monkeypatch.setattr(task_executions, "report_and_claim", explode)
     response = service_client.post(URL, body(execution), format="json")
     assert error_code(response, 500) == "internal_error"
     assert "secret" not in response.content.decode()

@@ -64,10 +64,11 @@ def test_a_batch_decides_each_report_and_queues_downstream_once(tenant):
     task_executions._decide(entries)
 
     assert [entry.error for entry in entries] == [None, None]
-    assert [(e.result[0].task_name, e.result[0].status, e.result[1]) for e in entries] == [
+    assert [(e.result.task.task_name, e.result.task.status, e.result.created) for e in entries] == [
         ("b", TE.COMPLETED, False),
         ("c", TE.COMPLETED, False),
     ]
+    assert [entry.result.claimed for entry in entries] == [None, None]
     assert latest(execution, "b").status == latest(execution, "c").status == TE.COMPLETED
     assert TaskExecution.objects.filter(flow_execution=execution, task_name="d").count() == 1
     assert latest(execution, "d").status == TE.QUEUED
@@ -86,7 +87,7 @@ def test_a_refused_report_changes_nothing_and_the_others_still_commit(tenant):
 
     task_executions._decide(entries)
 
-    assert entries[0].error is None and entries[0].result[0].status == TE.COMPLETED
+    assert entries[0].error is None and entries[0].result.task.status == TE.COMPLETED
     assert isinstance(entries[1].error, Conflict)
     assert isinstance(entries[2].error, BadRequest)
     assert latest(execution, "b").status == TE.COMPLETED

@@ -5,6 +5,7 @@ Sleeps are recorded instead of slept, so the backoff schedule is visible and tes
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import socket
 from collections.abc import Iterator
@@ -68,8 +69,9 @@ def closed_port() -> Iterator[int]:
 def test_success_sends_key_and_body(sleeps: Sleeps) -> None:
     with scripted(Scripted(201, {"id": "te-1"})) as (url, requests):
         with make_client(url, sleeps) as client:
-            assert client.report_task_execution(REPORT) == {"id": "te-1"}
+            assert client.report_task_execution(REPORT) == []  # claimed nothing: asked none
     (request,) = requests
+    assert "claim" not in request.body
     assert (request.method, request.path) == ("POST", "/api/task-executions")
     assert request.headers["authorization"] == "Bearer secret"
     assert request.body["error"] == {
@@ -180,6 +182,30 @@ def test_claim_parses_tasks_and_outlasts_the_long_poll(sleeps: Sleeps) -> None:
     # the malformed task is given back instead of waiting for its lease to expire
     assert (requests[1].path, requests[1].body) == (
         "/api/task-executions/te-2/release",
+        {"worker_id": "w-1"},
+    )
+
+
+def test_a_report_can_claim_the_next_task(sleeps: Sleeps) -> None:
+    task = {
+        "id": "te-9",
+        "flow_execution_id": "fe-1",
+        "task_name": "next",
+        "task_execution_idx": 0,
+        "task_executor_name": "noop",
+        "input": None,
+        "lease_seconds": 30,
+    }
+    malformed = {"id": "te-10"}
+    report = dataclasses.replace(REPORT, claim_executors=("noop", "python"))
+    answer = {"id": "te-1", "claimed": [task, malformed]}
+    with scripted(Scripted(200, answer), Scripted(200, {})) as (url, requests):
+        with make_client(url, sleeps) as client:
+            claimed = client.report_task_execution(report)
+    assert [t.id for t in claimed] == ["te-9"]
+    assert requests[0].body["claim"] == {"executors": ["noop", "python"], "limit": 1}
+    assert (requests[1].path, requests[1].body) == (
+        "/api/task-executions/te-10/release",
         {"worker_id": "w-1"},
     )
 
