@@ -29,9 +29,7 @@ _order = itertools.count()
 _waiters: dict[str, dict[int, Waiter]] = {}
 
 
-_held: ContextVar[Counter[tuple[str, str | None]] | None] = ContextVar(
-    "wakeups_held", default=None
-)
+_held: ContextVar[Counter[tuple[str, str | None]] | None] = ContextVar("wakeups_held", default=None)
 
 
 def notify_on_commit(work: Iterable[tuple[Any, str | None]]) -> None:

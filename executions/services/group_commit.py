@@ -17,8 +17,9 @@ was not stored).
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -44,14 +45,31 @@ class Entry(Generic[T]):
         return self.result
 
 
+class Batch(list[Entry[T]]):
+    """The entries one ``decide`` call decides; ``take_more`` adds those that arrived since
+    it was formed (a batch that waited for a lock takes what queued up meanwhile)."""
+
+    def __init__(self, entries: list[Entry[T]], take: Callable[[int], list[Entry[T]]]) -> None:
+        super().__init__(entries)
+        self._take = take
+
+    def take_more(self) -> list[Entry[T]]:
+        more = self._take(len(self))
+        self.extend(more)
+        return more
+
+
 class GroupCommit(Generic[T]):
     """Runs ``decide(entries)`` for batches of entries of one key, one batch at a time per
     key in this process. ``decide`` sets each entry's ``result`` or ``error`` and must
-    commit before it returns; an exception it raises becomes every entry's error."""
+    commit before it returns; an exception it raises becomes every entry's error. It may
+    return a follow-up (a callable that must not raise), which runs once the next batch of
+    the key has been let go, before the entries' callers are woken: work that needs the
+    batch committed but not the key to itself."""
 
     def __init__(
         self,
-        decide: Callable[[Sequence[Entry[T]]], None],
+        decide: Callable[[Batch[T]], Callable[[], None] | None],
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
@@ -59,6 +77,14 @@ class GroupCommit(Generic[T]):
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._waiting: dict[Hashable, list[Entry[T]]] = {}  # a key here has a leader
+
+    def _take(self, key: Hashable, taken: int) -> list[Entry[T]]:
+        with self._lock:
+            waiting = self._waiting[key]
+            room = self._max_batch - taken
+            entries = waiting[:room]
+            del waiting[:room]
+        return entries
 
     def submit(self, key: Hashable, work: T) -> Any:
         """Decide ``work`` (batched with others of ``key``); its result, or raise its error."""
@@ -78,13 +104,11 @@ class GroupCommit(Generic[T]):
         return entry.outcome()
 
     def _lead(self, key: Hashable) -> None:
-        with self._lock:
-            waiting = self._waiting[key]
-            batch = waiting[: self._max_batch]
-            del waiting[: self._max_batch]
+        batch = Batch(self._take(key, 0), functools.partial(self._take, key))
         heir: Entry[T] | None = None
+        follow_up: Callable[[], None] | None = None
         try:
-            self._decide(batch)
+            follow_up = self._decide(batch)
         # Whatever ended the batch (an error, or an exit of the thread) ended its
         # transaction without a commit: it decided nothing, for every caller.
         except BaseException as exc:  # noqa: BLE001
@@ -98,7 +122,15 @@ class GroupCommit(Generic[T]):
                     heir.leads = True
                 else:
                     del self._waiting[key]
-            for entry in batch[1:]:
-                entry.done.set()
             if heir is not None:
                 heir.done.set()
+            try:
+                if follow_up is not None:
+                    follow_up()
+            except BaseException as exc:  # noqa: BLE001 - a caller must not wait forever
+                for entry in batch:
+                    if entry.result is None and entry.error is None:
+                        entry.error = exc
+            finally:
+                for entry in batch[1:]:
+                    entry.done.set()

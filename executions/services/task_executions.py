@@ -11,9 +11,10 @@ terminal execution.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from executions.engine.scheduling import on_task_finished, prefetch, sync_output
 from executions.engine.state import Run, lock_flow_execution
 from executions.enums import TASK_REPORTABLE, TASK_TERMINAL, TaskExecutionStatus
 from executions.models import TaskExecution
-from executions.services.group_commit import Entry, GroupCommit
+from executions.services.group_commit import Batch, Entry, GroupCommit
 from flowplatform import tenancy
 from flowplatform.exceptions import BadRequest, Conflict, Forbidden
 from flowplatform.principal import Principal
@@ -154,7 +155,7 @@ def _taken(
 Report = tuple[Principal, Mapping[str, Any]]
 
 
-def _decide(entries: Sequence[Entry[Report]]) -> None:
+def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
     """``GroupCommit`` callback: the reports of one flow execution, in one transaction (one
     lock, one batch of events, one commit), then the claims of those that asked.
 
@@ -172,6 +173,8 @@ def _decide(entries: Sequence[Entry[Report]]) -> None:
             with tenancy.activate(principal.organization.pk, atomic=True), collecting():
                 with wakeup.holding() as wakeups:
                     run = _locked_run(principal, data)
+                    # What queued up while the lock was awaited joins this batch.
+                    remaining += entries.take_more()
                     run.defer_pending = True
                     names = [entry.work[1]["task_name"] for entry in remaining]
                     prefetch(run, names, outputs=len(remaining) > 1)
@@ -189,22 +192,21 @@ def _decide(entries: Sequence[Entry[Report]]) -> None:
             entry.error = error
             remaining.remove(entry)
             continue
-        claimed = _claims_after(principal, [entry for entry, _, _ in decided], wakeups)
-        for entry, task, created in decided:
-            entry.result = ReportOutcome(task, created, claimed.get(entry))
-        return
+        return functools.partial(_claims_after, principal, decided, wakeups)
+    return None
 
 
 def _claims_after(
     principal: Principal,
-    entries: Sequence[Entry[Report]],
+    decided: Sequence[tuple[Entry[Report], TaskExecution, bool]],
     wakeups: Counter[tuple[str, str | None]],
-) -> dict[Entry[Report], list[dict[str, Any]]]:
-    """After the reports' commit, outside their flow execution's lock (the next batch need
-    not wait for them): the claims of the reports that asked, in one transaction. Then the
-    claims waiting elsewhere are woken for what the reports queued and these did not take.
-    The reports are stored whatever happens here: a claim that fails hands out nothing."""
-    wanting = [entry for entry in entries if entry.work[1].get("claim")]
+) -> None:
+    """The batch's follow-up, once its reports have committed, outside their flow
+    execution's lock and while the next batch is decided: the claims of the reports that
+    asked, in one transaction; then the claims waiting elsewhere are woken for what the
+    reports queued and these did not take. The reports are stored whatever happens here: a
+    claim that fails hands out nothing."""
+    wanting = [entry for entry, _, _ in decided if entry.work[1].get("claim")]
     claimed: dict[Entry[Report], list[dict[str, Any]]] = {}
     if wanting:
         try:
@@ -218,7 +220,8 @@ def _claims_after(
             claimed.setdefault(entry, [])
             _taken(wakeups, principal, claimed[entry])
     wakeup.notify(+wakeups)
-    return claimed
+    for entry, task, created in decided:
+        entry.result = ReportOutcome(task, created, claimed.get(entry))
 
 
 class _Refused(Exception):

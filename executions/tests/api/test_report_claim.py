@@ -10,9 +10,9 @@ import pytest
 from executions.engine import wakeup
 from executions.enums import TaskExecutionStatus
 from executions.models import TaskExecution
-from executions.services import task_executions
 from executions.services.group_commit import Entry
 from executions.tests.engine.factories import DIAMOND, Worker, latest, shape_definition, start
+from executions.tests.services.batching import decide
 from flowplatform.authentication import principal_for_key
 
 URL = "/api/task-executions"
@@ -141,7 +141,7 @@ def test_reports_decided_together_claim_distinct_work(tenant):
         Entry((principal, report_body(b, claim=claim))),
         Entry((principal, report_body(c, claim=claim, worker_id="worker-1"))),
     ]
-    task_executions._decide(entries)
+    decide(entries)
     first, second = (entry.result for entry in entries)
     # The claims follow every report of the batch: d, ready once both are in, goes to the
     # first claim, and only once.

@@ -144,3 +144,102 @@ def test_many_threads_every_caller_answered_once(count: int):
     assert results == [f"w{i}" for i in range(count)]
     assert sorted(seen) == sorted(f"w{i}" for i in range(count))
     assert group._waiting == {}
+
+
+def test_a_follow_up_runs_while_the_next_batch_is_decided_and_before_its_callers_wake():
+    next_batch_started = threading.Event()
+    batches: list[list[str]] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    def decide(entries: Sequence[Entry[str]]):  # noqa: ANN202
+        batches.append([entry.work for entry in entries])
+        if len(batches) == 1:
+            first_started.set()
+            assert release.wait(10)
+
+            def follow_up() -> None:
+                # The batch waiting behind this one goes ahead without waiting for this.
+                assert next_batch_started.wait(10)
+                for entry in entries:
+                    entry.result = entry.work.upper()
+
+            return follow_up
+        next_batch_started.set()
+        for entry in entries:
+            entry.result = entry.work.upper()
+        return None
+
+    group: GroupCommit[str] = GroupCommit(decide)
+    outcomes: dict[str, object] = {}
+
+    def call(work: str) -> None:
+        outcomes[work] = group.submit("k", work)
+
+    first = threading.Thread(target=call, args=("a",))
+    first.start()
+    assert first_started.wait(10)
+    second = threading.Thread(target=call, args=("b",))
+    second.start()
+    for _ in range(10_000):
+        if group._waiting["k"]:
+            break
+        threading.Event().wait(0.001)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert outcomes == {"a": "A", "b": "B"}
+    assert batches == [["a"], ["b"]]
+
+
+def test_a_follow_up_that_fails_answers_its_callers_with_the_error():
+    def decide(entries: Sequence[Entry[str]]):  # noqa: ANN202
+        def follow_up() -> None:
+            raise RuntimeError("follow-up failed")
+
+        return follow_up
+
+    group: GroupCommit[str] = GroupCommit(decide)
+    with pytest.raises(RuntimeError, match="follow-up failed"):
+        group.submit("k", "a")
+    assert group._waiting == {}
+
+
+def test_a_batch_takes_in_what_queued_while_it_waited():
+    arrived, taken = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    def decide(entries):  # noqa: ANN001, ANN202
+        if entries[0].work == "a":
+            assert arrived.wait(10)  # e.g. waiting for a lock while "b" queues
+            entries.take_more()
+            taken.set()
+        batches.append([entry.work for entry in entries])
+        for entry in entries:
+            entry.result = entry.work.upper()
+        return None
+
+    group: GroupCommit[str] = GroupCommit(decide)
+    outcomes: dict[str, object] = {}
+
+    def call(work: str) -> None:
+        outcomes[work] = group.submit("k", work)
+
+    first = threading.Thread(target=call, args=("a",))
+    first.start()
+    for _ in range(10_000):
+        if "k" in group._waiting:
+            break
+        threading.Event().wait(0.001)
+    second = threading.Thread(target=call, args=("b",))
+    second.start()
+    for _ in range(10_000):
+        if group._waiting["k"]:
+            break
+        threading.Event().wait(0.001)
+    arrived.set()
+    first.join(10)
+    second.join(10)
+    assert taken.is_set()
+    assert outcomes == {"a": "A", "b": "B"}
+    assert batches == [["a", "b"]]
+    assert group._waiting == {}

@@ -17,6 +17,7 @@ from executions.models import TaskExecution
 from executions.services import task_executions
 from executions.services.group_commit import Entry
 from executions.tests.engine.factories import DIAMOND, Worker, latest, shape_definition, start
+from executions.tests.services.batching import decide
 from flowplatform.authentication import principal_for_key
 from flowplatform.exceptions import BadRequest, Conflict
 from realtime.models import Event
@@ -61,7 +62,7 @@ def test_a_batch_decides_each_report_and_queues_downstream_once(tenant):
     principal = principal_for_key(tenant.service_api_key)
     entries = [Entry((principal, report(b))), Entry((principal, report(c)))]
 
-    task_executions._decide(entries)
+    decide(entries)
 
     assert [entry.error for entry in entries] == [None, None]
     assert [(e.result.task.task_name, e.result.task.status, e.result.created) for e in entries] == [
@@ -85,7 +86,7 @@ def test_a_refused_report_changes_nothing_and_the_others_still_commit(tenant):
         Entry((principal, {**report(c), "task_name": "nope"})),  # no such task
     ]
 
-    task_executions._decide(entries)
+    decide(entries)
 
     assert entries[0].error is None and entries[0].result.task.status == TE.COMPLETED
     assert isinstance(entries[1].error, Conflict)
