@@ -357,6 +357,22 @@ def apply_task_statuses(
     _publish([_event(UPDATED, row, flow_id=flow_id) for row in changed])
 
 
+def outputs_changed_by(
+    *, flow_execution_id: UUID, statuses: Sequence[tuple[str, str | None]]
+) -> set[str]:
+    """The tasks whose output ``apply_task_statuses`` would change now (one SELECT, no
+    lock): a worker's status history mostly repeats what its reports already set."""
+    wanted = {name: status for name, status in statuses if status in VALID_OUTPUT_STATUSES}
+    if not wanted:
+        return set()
+    current = (
+        TaskOutput.objects.filter(flow_execution_id=flow_execution_id, task_name__in=list(wanted))
+        .exclude(status=S.DELETED)
+        .values_list("task_name", "status")
+    )
+    return {name for name, status in current if status != wanted[name]}
+
+
 # The outputs' part of the task-status batch's statement (PostgreSQL): ``{items}`` is a CTE
 # of the batch (``task_name``, ``status``, ``n``: position). Each task's last valid status
 # is applied to its output when it changes it (soft-deleted outputs stay deleted), and each

@@ -42,12 +42,13 @@ def add_task_statuses(
     index, never below the last stored ``seq`` of the flow execution. Batches of one flow
     execution run one after another (a transaction-scoped advisory lock on PostgreSQL;
     SQLite has a single writer), so they cannot interleave and ``seq`` follows commit order.
-    A batch that sets the output status of more than one task also takes the flow
+    A batch that changes the output status of more than one task also takes the flow
     execution's row lock, so its multi-row output writes are ordered with the engine's; a
-    batch about one task (what a worker sends) writes one output row and never waits for
-    the engine's decisions. One outbox insert carries every ``task_status.added`` and
-    ``task_output.updated`` event (in that order). ``BadRequest`` for task names not in the
-    flow.
+    batch that changes at most one (read first, without a lock: a worker's history repeats
+    the statuses its reports already gave the outputs) writes at most one output row and
+    never waits for the engine's decisions. One outbox insert carries every
+    ``task_status.added`` and ``task_output.updated`` event (in that order). ``BadRequest``
+    for task names not in the flow.
 
     On PostgreSQL the history rows, the output statuses and every event are written by one
     statement that renders the events' data (and the response) itself: no row is built in
@@ -66,7 +67,10 @@ def add_task_statuses(
         raise BadRequest("Unknown task name(s) for this flow execution's flow.", details=unknown)
     valid = outputs.VALID_OUTPUT_STATUSES
     touched = {task_name for task_name, status in statuses if status in valid}
-    if len(touched) > 1:
+    if (
+        len(touched) > 1
+        and len(outputs.outputs_changed_by(flow_execution_id=execution.id, statuses=statuses)) > 1
+    ):
         execution = lock_flow_execution(
             flow_execution_id=execution.id, organization=principal.organization
         )

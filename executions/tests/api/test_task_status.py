@@ -229,3 +229,29 @@ def test_plain_check_agrees_with_the_serializer(body):
         assert pairs is None
     else:
         assert pairs == [(i["task_name"], i["status"]) for i in data["statuses"]]
+
+
+def test_a_history_that_repeats_the_outputs_takes_no_flow_execution_lock(service_client, execution):
+    """A worker's status history mostly repeats its reports: when it would change at most
+    one output, the batch does not queue behind the engine for the flow execution's lock."""
+    from executions.services import task_statuses
+
+    worker = Worker(service_client)
+    for _ in range(2):  # a, then b and c
+        for task in worker.claim():
+            assert worker.report(task).status_code == 200
+    repeat = [{"task_name": name, "status": "completed"} for name in ("a", "b", "c")]
+    changes_one = [*repeat, {"task_name": "c", "status": "in_progress"}]
+    # After it, c is in progress: this one puts c back and b in progress.
+    changes_two = [*repeat, {"task_name": "b", "status": "in_progress"}]
+    spy = mock.Mock(wraps=task_statuses.lock_flow_execution)
+    with mock.patch.object(task_statuses, "lock_flow_execution", spy):
+        assert post(service_client, execution.id, repeat).status_code == 200
+        assert post(service_client, execution.id, changes_one).status_code == 200
+        assert spy.call_count == 0
+        assert post(service_client, execution.id, changes_two).status_code == 200
+        assert spy.call_count == 1
+    outputs = dict(
+        TaskOutput.objects.filter(flow_execution=execution).values_list("task_name", "status")
+    )
+    assert outputs == {"a": "completed", "b": "in_progress", "c": "completed", "d": "queued"}
