@@ -23,6 +23,7 @@ from executions.api.task_execution_schemas import (
     TaskExecutionReportOut,
     TaskStatusBatchInput,
     TaskStatusOut,
+    report_body,
     status_items,
 )
 from executions.representations import task_execution_data
@@ -88,7 +89,7 @@ class TaskExecutionsView(APIView):
         extensions={"x-error-codes": ["404", "409"]},
     )
     def post(self, request: Request) -> Response:
-        data = parse(TaskExecutionReportInput, request.data)
+        data = report_body(request.data) or parse(TaskExecutionReportInput, request.data)
         outcome = reports.report_and_claim(principal=principal_of(request), data=data)
         body = task_execution_data(outcome.task)
         if outcome.claimed is not None:
