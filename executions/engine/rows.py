@@ -11,7 +11,9 @@ Instances come from ``Model.from_db``, exactly as a queryset builds them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection
@@ -125,9 +127,25 @@ def lock_clause(*, no_key: bool = False, skip_locked: bool = False, of: str = ""
 def insert(objs: Sequence[M]) -> list[M]:
     """``bulk_create`` of new instances of one model, primary keys set by the caller: one
     multi-row INSERT, values prepared as the ORM prepares them (``pre_save``, then
-    ``get_db_prep_save``)."""
+    ``get_db_prep_save``). Inside ``merging()`` the rows are sent with the block's next
+    statement."""
     if not objs:
         return []
+    buffer = _writes.get()
+    if buffer is not None and buffer.takes():
+        buffer.add_insert(objs)
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = connection.alias
+        return list(objs)
+    _insert(objs)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    return list(objs)
+
+
+def _insert(objs: Sequence[Model]) -> None:
     model = type(objs[0])
     fields = _layout(model)[1]
     sql_columns = ", ".join(f'"{field.column}"' for field in fields)
@@ -148,20 +166,21 @@ def insert(objs: Sequence[M]) -> list[M]:
                 f" VALUES {', '.join([row] * len(batch))}",
                 params,
             )
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = connection.alias
-    return list(objs)
 
 
 def update(obj: Model, names: Iterable[str], *, expect: dict[str, Any] | None = None) -> bool:
     """``obj.save(update_fields=names)`` as one UPDATE (``DatabaseError`` when the row is
     gone, as the ORM raises). With ``expect`` (``{field: value}``) the row is updated only if
-    it still holds those values: returns whether it did."""
+    it still holds those values: returns whether it did. Inside ``merging()`` an update
+    without ``expect`` is sent with the block's next statement."""
     meta = obj._meta
     fields = [meta.get_field(name) for name in sorted(names)]
-    assignments = ", ".join(f'"{field.column}" = %s' for field in fields)
     params = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields]
+    buffer = _writes.get()
+    if expect is None and buffer is not None and buffer.takes():
+        buffer.add_update(obj, fields, params)
+        return True
+    assignments = ", ".join(f'"{field.column}" = %s' for field in fields)
     where = f'"{meta.pk.column}" = %s'
     params.append(meta.pk.get_db_prep_value(obj.pk, connection))
     for name, value in (expect or {}).items():
@@ -174,3 +193,110 @@ def update(obj: Model, names: Iterable[str], *, expect: dict[str, Any] | None = 
     if not updated and expect is None:
         raise DatabaseError("Save with update_fields did not affect any rows.")
     return updated
+
+
+# -- merged writes --------------------------------------------------------------------------
+
+
+class _Writes:
+    """Inserts and updates held back by ``merging()``: each kind of write (a model's inserts;
+    a model's updates of one set of columns) is sent as one statement, in the order the
+    kinds first appeared. A row written twice, or updated after its insert was held back,
+    first sends everything held (so each row sees its writes in order)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[Any, ...], list[tuple[Model, list[Any]]]] = {}
+        self.rows: dict[tuple[type[Model], Any], tuple[Any, ...]] = {}
+        self.sending = False
+        self.savepoints = len(connection.savepoint_ids)
+
+    def takes(self) -> bool:
+        # Writes in a savepoint opened inside the block are sent at once: an error they
+        # raise must surface inside it.
+        return not self.sending and len(connection.savepoint_ids) == self.savepoints
+
+    def add_insert(self, objs: Sequence[Model]) -> None:
+        for obj in objs:
+            self._add(("insert", type(obj)), obj, [])
+
+    def add_update(self, obj: Model, fields: list[Field], params: list[Any]) -> None:
+        key = ("update", type(obj), tuple(field.column for field in fields))
+        self._add(key, obj, params)
+
+    def _add(self, key: tuple[Any, ...], obj: Model, params: list[Any]) -> None:
+        row = (type(obj), obj.pk)
+        if row in self.rows:
+            self.send()
+        self.rows[row] = key
+        self.groups.setdefault(key, []).append((obj, params))
+
+    def send(self) -> None:
+        if not self.groups or self.sending:
+            return
+        self.sending = True
+        try:
+            for key, entries in self.groups.items():
+                if key[0] == "insert":
+                    _insert([obj for obj, _ in entries])
+                else:
+                    _update_rows(key[1], key[2], entries)
+        finally:
+            self.groups.clear()
+            self.rows.clear()
+            self.sending = False
+
+
+def _update_rows(model: type[Model], columns: tuple[str, ...], entries: list[Any]) -> None:
+    """Update rows of ``model`` (each ``(obj, values of columns)``) in one statement."""
+    if len(entries) == 1:
+        obj, params = entries[0]
+        assignments = ", ".join(f'"{column}" = %s' for column in columns)
+        sql = f'UPDATE {table(model)} SET {assignments} WHERE "{model._meta.pk.column}" = %s'
+        params = [*params, model._meta.pk.get_db_prep_value(obj.pk, connection)]
+    else:
+        pk = model._meta.pk
+        by_column = {field.column: field for field in model._meta.concrete_fields}
+        types = [pk.db_type(connection), *(by_column[c].db_type(connection) for c in columns)]
+        row = "(" + ", ".join(f"%s::{kind}" for kind in types) + ")"
+        names = ", ".join(f'"{c}"' for c in (pk.column, *columns))
+        assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
+        sql = (
+            f"UPDATE {table(model)} AS t SET {assignments}"
+            f" FROM (VALUES {', '.join([row] * len(entries))}) AS v ({names})"
+            f' WHERE t."{pk.column}" = v."{pk.column}"'
+        )
+        params = []
+        for obj, values in entries:
+            params += [pk.get_db_prep_value(obj.pk, connection), *values]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != len(entries):
+            raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+_writes: ContextVar[_Writes | None] = ContextVar("merged_writes", default=None)
+
+
+@contextmanager
+def merging() -> Iterator[None]:
+    """Hold this block's ``insert`` and ``update`` (without ``expect``) writes and send
+    each kind as one statement, just before the block's next other statement or at its end:
+    a batch of worker reports writes its executions, outputs and queued work in a few
+    statements instead of a few per report (PostgreSQL; elsewhere writes go at once). Only
+    for code that reads through this connection, inside one transaction."""
+    if connection.vendor != "postgresql" or _writes.get() is not None:
+        yield
+        return
+    writes = _Writes()
+
+    def send_first(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        writes.send()
+        return execute(sql, params, many, context)
+
+    token = _writes.set(writes)
+    try:
+        with connection.execute_wrapper(send_first):
+            yield
+            writes.send()
+    finally:
+        _writes.reset(token)

@@ -171,7 +171,8 @@ def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
         refused: tuple[Entry[Report], Exception] | None = None
         try:
             with tenancy.activate(principal.organization.pk, atomic=True), collecting():
-                with wakeup.holding() as wakeups:
+                # The batch's writes go as a few merged statements (``rows.merging``).
+                with wakeup.holding() as wakeups, rows.merging():
                     run = _locked_run(principal, data)
                     # What queued up while the lock was awaited joins this batch.
                     remaining += entries.take_more()

@@ -164,3 +164,81 @@ def test_insert_batches_many_rows(execution: FlowExecution) -> None:
     ]
     rows.insert(many)
     assert TaskExecution.objects.filter(flow_execution=execution).count() == 300
+
+
+def _queued(execution: FlowExecution, name: str, idx: int = 0) -> TaskExecution:
+    return build_task_execution(
+        execution=execution,
+        task_name=name,
+        idx=idx,
+        status=TE.QUEUED,
+        executor="noop",
+        max_attempts=1,
+        timeout_seconds=None,
+        input={"n": idx},
+    )
+
+
+@pytest.mark.postgres
+def test_merged_writes_send_each_kind_once_and_store_what_single_writes_store(
+    execution: FlowExecution,
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tasks = [_queued(execution, name) for name in ("a", "b", "c")]
+    with CaptureQueriesContext(connection) as queries, rows.merging():
+        rows.insert(tasks[:2])
+        rows.insert(tasks[2:])
+        assert not queries.captured_queries  # held back
+    assert len(queries) == 1  # one INSERT for the three
+
+    now = timezone.now()
+    for task in tasks:
+        task.status, task.output, task.updated_at = TE.COMPLETED, {"task": task.task_name}, now
+    tasks[2].error = {"message": "é ✓", "type": "T", "traceback": None}
+    with CaptureQueriesContext(connection) as queries, rows.merging():
+        rows.update(tasks[0], ["status", "output", "updated_at"])
+        rows.update(tasks[1], ["status", "output", "updated_at"])
+        rows.update(tasks[2], ["status", "output", "updated_at", "error"])
+        tasks[0].output = {"second": True}  # the same row again: sent after the first
+        rows.update(tasks[0], ["output"])
+    assert len(queries) == 3  # two merged statements, then the second write of a
+    stored = {t.task_name: t for t in TaskExecution.objects.filter(flow_execution=execution)}
+    assert stored["a"].output == {"second": True} and stored["a"].status == TE.COMPLETED
+    assert stored["b"].output == {"task": "b"}
+    assert stored["b"].updated_at == tasks[1].updated_at  # as pre_save stamped it
+    assert stored["c"].error == {"message": "é ✓", "type": "T", "traceback": None}
+
+
+@pytest.mark.postgres
+def test_any_other_statement_sees_the_held_writes(execution: FlowExecution) -> None:
+    task = _queued(execution, "a")
+    with rows.merging():
+        rows.insert([task])
+        assert TaskExecution.objects.filter(id=task.id).exists()  # sent before this read
+        task.status = TE.RUNNING
+        rows.update(task, ["status"])
+        with transaction.atomic():  # a savepoint sends them too; writes in it go at once
+            assert TaskExecution.objects.get(id=task.id).status == TE.RUNNING
+            task.status = TE.COMPLETED
+            rows.update(task, ["status"])
+            assert TaskExecution.objects.get(id=task.id).status == TE.COMPLETED
+
+
+@pytest.mark.postgres
+def test_held_writes_of_a_failed_block_are_never_sent(execution: FlowExecution) -> None:
+    task = _queued(execution, "a")
+    with pytest.raises(RuntimeError), rows.merging():
+        rows.insert([task])
+        raise RuntimeError("decided nothing")
+    assert not TaskExecution.objects.filter(id=task.id).exists()
+
+
+@pytest.mark.postgres
+def test_a_merged_update_of_a_missing_row_fails(execution: FlowExecution) -> None:
+    present, gone = _queued(execution, "a"), _queued(execution, "b")
+    rows.insert([present])
+    with pytest.raises(DatabaseError), rows.merging():
+        rows.update(present, ["status"])
+        rows.update(gone, ["status"])
