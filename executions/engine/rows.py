@@ -208,12 +208,12 @@ class _Writes:
         self.groups: dict[tuple[Any, ...], list[tuple[Model, list[Any]]]] = {}
         self.rows: dict[tuple[type[Model], Any], tuple[Any, ...]] = {}
         self.sending = False
-        self.savepoints = len(connection.savepoint_ids)
+        self.savepoints = _savepoints()
 
     def takes(self) -> bool:
         # Writes in a savepoint opened inside the block are sent at once: an error they
         # raise must surface inside it.
-        return not self.sending and len(connection.savepoint_ids) == self.savepoints
+        return not self.sending and _savepoints() == self.savepoints
 
     def add_insert(self, objs: Sequence[Model]) -> None:
         for obj in objs:
@@ -244,6 +244,11 @@ class _Writes:
             self.groups.clear()
             self.rows.clear()
             self.sending = False
+
+
+def _savepoints() -> int:
+    # ``atomic(savepoint=False)`` blocks count as None: they open no savepoint.
+    return sum(1 for sid in connection.savepoint_ids if sid is not None)
 
 
 def _update_rows(model: type[Model], columns: tuple[str, ...], entries: list[Any]) -> None:

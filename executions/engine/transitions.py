@@ -119,8 +119,10 @@ def change_task_status(
     goes back to the queue.
 
     ``read_unlocked``: ``task`` was read without its row lock (under the flow execution's,
-    which every change but a claim holds), so the UPDATE applies only if its status is still
-    the one read; else ``StatusChanged`` (``task`` is then stale: read it again, locked).
+    which every change but a claim holds). A claim only takes queued executions, so when the
+    status read was ``queued`` the UPDATE applies only if it still is; else
+    ``StatusChanged`` (``task`` is then stale: read it again, locked). Any other status read
+    cannot have changed since.
     """
     if to != task.status and to not in TASK_EXECUTION_TRANSITIONS.get(task.status, ()):
         raise BadRequest(f"A task execution cannot go from {task.status!r} to {to!r}.")
@@ -138,7 +140,8 @@ def change_task_status(
         fields |= _status_stamps(task, to, now=now, worker_id=worker_id)
     task.status = to
     task.updated_at = now
-    if not rows.update(task, fields, expect={"status": previous} if read_unlocked else None):
+    claimable = read_unlocked and previous == TE.QUEUED
+    if not rows.update(task, fields, expect={"status": previous} if claimable else None):
         raise StatusChanged(f"task execution {task.id} is no longer {previous!r}")
     emit(task_event("updated", task, flow_id=flow_id))
     if to != previous:

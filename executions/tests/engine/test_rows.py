@@ -242,3 +242,16 @@ def test_a_merged_update_of_a_missing_row_fails(execution: FlowExecution) -> Non
     with pytest.raises(DatabaseError), rows.merging():
         rows.update(present, ["status"])
         rows.update(gone, ["status"])
+
+
+@pytest.mark.postgres
+def test_blocks_without_a_savepoint_keep_holding(execution: FlowExecution) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tasks = [_queued(execution, name) for name in ("a", "b")]
+    with CaptureQueriesContext(connection) as queries, rows.merging():
+        rows.insert(tasks[:1])
+        with transaction.atomic(savepoint=False):  # e.g. a service function's own atomic
+            rows.insert(tasks[1:])
+    assert len(queries) == 1
