@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -11,25 +10,20 @@ from executions.engine import wakeup
 from executions.enums import TaskExecutionStatus
 from executions.models import TaskExecution
 from executions.services.group_commit import Entry
-from executions.tests.engine.factories import DIAMOND, Worker, latest, shape_definition, start
+from executions.tests.engine.factories import (
+    DIAMOND,
+    Worker,
+    completed_report,
+    latest,
+    shape_definition,
+    start,
+)
 from executions.tests.services.batching import decide
 from flowplatform.authentication import principal_for_key
 
 URL = "/api/task-executions"
 TE = TaskExecutionStatus
 CLAIMED_KEYS = {"lease_expires_at", "lease_seconds", "timeout_seconds", "flow_id"}
-
-
-def report_body(task: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {
-        "flow_execution_id": task["flow_execution_id"],
-        "task_name": task["task_name"],
-        "task_execution_idx": task["task_execution_idx"],
-        "status": "completed",
-        "output": {"done": task["task_name"]},
-        "worker_id": "worker-1",
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ def test_the_report_hands_the_worker_what_it_unblocked_and_wakes_no_claim_for_it
     client = tenant.client("service")
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
-            URL, report_body(a, claim={"executors": ["noop"], "limit": 2}), format="json"
+            URL, completed_report(a, claim={"executors": ["noop"], "limit": 2}), format="json"
         )
     assert response.status_code == 200, response.content
     body = response.json()
@@ -74,7 +68,7 @@ def test_what_the_report_does_not_take_still_wakes_claims(
     org = str(tenant.organization.pk)
     with django_capture_on_commit_callbacks(execute=True):
         response = tenant.client("service").post(
-            URL, report_body(a, claim={"executors": ["noop"]}), format="json"
+            URL, completed_report(a, claim={"executors": ["noop"]}), format="json"
         )
     (claimed,) = response.json()["claimed"]  # limit defaults to 1
     other = ({"b", "c"} - {claimed["task_name"]}).pop()
@@ -84,7 +78,7 @@ def test_what_the_report_does_not_take_still_wakes_claims(
 
 def test_without_claim_the_response_is_the_record_alone(tenant, diamond):
     _, a = diamond
-    response = tenant.client("service").post(URL, report_body(a), format="json")
+    response = tenant.client("service").post(URL, completed_report(a), format="json")
     assert response.status_code == 200
     assert "claimed" not in response.json()
     assert not TaskExecution.objects.filter(status=TE.RUNNING).exists()
@@ -94,7 +88,7 @@ def test_a_claim_with_nothing_queued_answers_an_empty_list(tenant, diamond):
     execution, a = diamond
     client = tenant.client("service")
     claim = {"executors": ["http_request"], "limit": 3}  # nothing of that executor is queued
-    response = client.post(URL, report_body(a, claim=claim), format="json")
+    response = client.post(URL, completed_report(a, claim=claim), format="json")
     assert response.status_code == 200
     assert response.json()["claimed"] == []
     assert latest(execution, "b").status == TE.QUEUED
@@ -113,7 +107,7 @@ def test_a_claim_with_nothing_queued_answers_an_empty_list(tenant, diamond):
 )
 def test_bad_claims_are_refused_and_change_nothing(tenant, diamond, claim, extra, status):
     execution, a = diamond
-    body = {**report_body(a, claim=claim), **extra}
+    body = {**completed_report(a, claim=claim), **extra}
     response = tenant.client("service").post(URL, body, format="json")
     assert response.status_code == status, response.content
     assert latest(execution, "a").status == TE.RUNNING  # the report was not applied either
@@ -122,7 +116,7 @@ def test_bad_claims_are_refused_and_change_nothing(tenant, diamond, claim, extra
 
 def test_user_keys_do_not_claim(tenant, diamond):
     execution, a = diamond
-    body = report_body(a, claim={"executors": ["noop"]})
+    body = completed_report(a, claim={"executors": ["noop"]})
     response = tenant.client("user").post(URL, body, format="json")
     assert response.status_code == 403
     assert latest(execution, "a").status == TE.RUNNING
@@ -138,8 +132,8 @@ def test_reports_decided_together_claim_distinct_work(tenant):
     principal = principal_for_key(tenant.service_api_key)
     claim = {"executors": ["noop"], "limit": 1}
     entries = [
-        Entry((principal, report_body(b, claim=claim))),
-        Entry((principal, report_body(c, claim=claim, worker_id="worker-1"))),
+        Entry((principal, completed_report(b, claim=claim))),
+        Entry((principal, completed_report(c, claim=claim, worker_id="worker-1"))),
     ]
     decide(entries)
     first, second = (entry.result for entry in entries)

@@ -96,6 +96,19 @@ def refresh(execution: FlowExecution) -> FlowExecution:
     return execution
 
 
+def completed_report(task: Mapping[str, Any], **body: Any) -> dict[str, Any]:
+    """The body of a worker's report that a claimed ``task`` completed (``body`` overrides)."""
+    return {
+        "flow_execution_id": task["flow_execution_id"],
+        "task_name": task["task_name"],
+        "task_execution_idx": task["task_execution_idx"],
+        "status": "completed",
+        "output": {"done": task["task_name"]},
+        "worker_id": "worker-1",
+        **body,
+    }
+
+
 class Worker:
     """Claims and reports over the real API with a service key, like the HTTP worker."""
 

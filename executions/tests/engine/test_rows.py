@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -25,6 +26,24 @@ TE = TaskExecutionStatus
 
 def fields_of(instance) -> dict:  # noqa: ANN001
     return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+def new_task(execution: FlowExecution, name: str, idx: int = 0, **values: Any) -> TaskExecution:
+    """An unsaved execution (queued, noop, one attempt unless ``values`` say otherwise)."""
+    fields: dict[str, Any] = {
+        "status": TE.QUEUED,
+        "max_attempts": 1,
+        "input": {"n": idx},
+        **values,
+    }
+    return build_task_execution(
+        execution=execution,
+        task_name=name,
+        idx=idx,
+        executor="noop",
+        timeout_seconds=None,
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -115,14 +134,11 @@ def test_insert_and_update_write_what_bulk_create_and_save_write(
     execution: FlowExecution,
 ) -> None:
     def build(name: str, idx: int) -> TaskExecution:
-        return build_task_execution(
-            execution=execution,
-            task_name=name,
-            idx=idx,
-            status=TE.QUEUED,
-            executor="noop",
+        return new_task(
+            execution,
+            name,
+            idx,
             max_attempts=3,
-            timeout_seconds=None,
             input={"list": [1, {"deep": None}], "text": "é"},
             available_at=timezone.now(),
         )
@@ -150,33 +166,9 @@ def test_insert_and_update_write_what_bulk_create_and_save_write(
 
 
 def test_insert_batches_many_rows(execution: FlowExecution) -> None:
-    many = [
-        build_task_execution(
-            execution=execution,
-            task_name="a",
-            idx=idx,
-            status=TE.COMPLETED,
-            executor="noop",
-            max_attempts=1,
-            timeout_seconds=None,
-        )
-        for idx in range(300)
-    ]
+    many = [new_task(execution, "a", idx, status=TE.COMPLETED, input=None) for idx in range(300)]
     rows.insert(many)
     assert TaskExecution.objects.filter(flow_execution=execution).count() == 300
-
-
-def _queued(execution: FlowExecution, name: str, idx: int = 0) -> TaskExecution:
-    return build_task_execution(
-        execution=execution,
-        task_name=name,
-        idx=idx,
-        status=TE.QUEUED,
-        executor="noop",
-        max_attempts=1,
-        timeout_seconds=None,
-        input={"n": idx},
-    )
 
 
 @pytest.mark.postgres
@@ -186,7 +178,7 @@ def test_merged_writes_send_each_kind_once_and_store_what_single_writes_store(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    tasks = [_queued(execution, name) for name in ("a", "b", "c")]
+    tasks = [new_task(execution, name) for name in ("a", "b", "c")]
     with CaptureQueriesContext(connection) as queries, rows.merging():
         rows.insert(tasks[:2])
         rows.insert(tasks[2:])
@@ -213,7 +205,7 @@ def test_merged_writes_send_each_kind_once_and_store_what_single_writes_store(
 
 @pytest.mark.postgres
 def test_any_other_statement_sees_the_held_writes(execution: FlowExecution) -> None:
-    task = _queued(execution, "a")
+    task = new_task(execution, "a")
     with rows.merging():
         rows.insert([task])
         assert TaskExecution.objects.filter(id=task.id).exists()  # sent before this read
@@ -228,7 +220,7 @@ def test_any_other_statement_sees_the_held_writes(execution: FlowExecution) -> N
 
 @pytest.mark.postgres
 def test_held_writes_of_a_failed_block_are_never_sent(execution: FlowExecution) -> None:
-    task = _queued(execution, "a")
+    task = new_task(execution, "a")
     with pytest.raises(RuntimeError), rows.merging():
         rows.insert([task])
         raise RuntimeError("decided nothing")
@@ -237,7 +229,7 @@ def test_held_writes_of_a_failed_block_are_never_sent(execution: FlowExecution) 
 
 @pytest.mark.postgres
 def test_a_merged_update_of_a_missing_row_fails(execution: FlowExecution) -> None:
-    present, gone = _queued(execution, "a"), _queued(execution, "b")
+    present, gone = new_task(execution, "a"), new_task(execution, "b")
     rows.insert([present])
     with pytest.raises(DatabaseError), rows.merging():
         rows.update(present, ["status"])
@@ -249,7 +241,7 @@ def test_blocks_without_a_savepoint_keep_holding(execution: FlowExecution) -> No
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    tasks = [_queued(execution, name) for name in ("a", "b")]
+    tasks = [new_task(execution, name) for name in ("a", "b")]
     with CaptureQueriesContext(connection) as queries, rows.merging():
         rows.insert(tasks[:1])
         with transaction.atomic(savepoint=False):  # e.g. a service function's own atomic

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -35,34 +35,56 @@ class Recorder:
                 entry.result = entry.work.upper()
 
 
+def wait_until(condition: Callable[[], object]) -> None:
+    for _ in range(10_000):
+        if condition():
+            return
+        threading.Event().wait(0.001)
+    raise AssertionError("timed out")
+
+
+class Callers:
+    """Threads submitting to ``group``; their outcomes (results or errors) by work."""
+
+    def __init__(self, group: GroupCommit[str], key: str = "k") -> None:
+        self.group, self.key = group, key
+        self.outcomes: dict[str, object] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self, work: str) -> None:
+        thread = threading.Thread(target=self._call, args=(work,))
+        self.threads.append(thread)
+        thread.start()
+
+    def _call(self, work: str) -> None:
+        try:
+            self.outcomes[work] = self.group.submit(self.key, work)
+        except Exception as exc:  # noqa: BLE001 - checked by the test
+            self.outcomes[work] = exc
+
+    def waiting(self) -> int:
+        return len(self.group._waiting.get(self.key, ()))
+
+    def join(self) -> dict[str, object]:
+        for thread in self.threads:
+            thread.join(10)
+            assert not thread.is_alive()
+        return self.outcomes
+
+
 def submit_all(
     group: GroupCommit[str], recorder: Recorder, key: str, works: list[str]
 ) -> dict[str, object]:
     """Submit ``works[0]`` (it leads the first batch), wait until its batch is being decided,
     then submit the rest concurrently and release the first batch."""
-    outcomes: dict[str, object] = {}
-
-    def call(work: str) -> None:
-        try:
-            outcomes[work] = group.submit(key, work)
-        except Exception as exc:  # noqa: BLE001 - checked by the test
-            outcomes[work] = exc
-
-    first = threading.Thread(target=call, args=(works[0],))
-    first.start()
+    callers = Callers(group, key)
+    callers.start(works[0])
     assert recorder.started.wait(10)
-    rest = [threading.Thread(target=call, args=(work,)) for work in works[1:]]
-    for thread in rest:
-        thread.start()
-    for _ in range(10_000):  # until all of them wait behind the first batch
-        if len(group._waiting[key]) == len(works) - 1:
-            break
-        threading.Event().wait(0.001)
+    for work in works[1:]:
+        callers.start(work)
+    wait_until(lambda: callers.waiting() == len(works) - 1)  # all behind the first batch
     recorder.release.set()
-    for thread in [first, *rest]:
-        thread.join(10)
-        assert not thread.is_alive()
-    return outcomes
+    return callers.join()
 
 
 def test_callers_arriving_during_a_batch_are_decided_together_in_the_next():
@@ -169,25 +191,13 @@ def test_a_follow_up_runs_while_the_next_batch_is_decided_and_before_its_callers
             entry.result = entry.work.upper()
         return None
 
-    group: GroupCommit[str] = GroupCommit(decide)
-    outcomes: dict[str, object] = {}
-
-    def call(work: str) -> None:
-        outcomes[work] = group.submit("k", work)
-
-    first = threading.Thread(target=call, args=("a",))
-    first.start()
+    callers = Callers(GroupCommit(decide))
+    callers.start("a")
     assert first_started.wait(10)
-    second = threading.Thread(target=call, args=("b",))
-    second.start()
-    for _ in range(10_000):
-        if group._waiting["k"]:
-            break
-        threading.Event().wait(0.001)
+    callers.start("b")
+    wait_until(callers.waiting)
     release.set()
-    first.join(10)
-    second.join(10)
-    assert outcomes == {"a": "A", "b": "B"}
+    assert callers.join() == {"a": "A", "b": "B"}
     assert batches == [["a"], ["b"]]
 
 
@@ -219,27 +229,13 @@ def test_a_batch_takes_in_what_queued_while_it_waited():
         return None
 
     group: GroupCommit[str] = GroupCommit(decide)
-    outcomes: dict[str, object] = {}
-
-    def call(work: str) -> None:
-        outcomes[work] = group.submit("k", work)
-
-    first = threading.Thread(target=call, args=("a",))
-    first.start()
-    for _ in range(10_000):
-        if "k" in group._waiting:
-            break
-        threading.Event().wait(0.001)
-    second = threading.Thread(target=call, args=("b",))
-    second.start()
-    for _ in range(10_000):
-        if group._waiting["k"]:
-            break
-        threading.Event().wait(0.001)
+    callers = Callers(group)
+    callers.start("a")
+    wait_until(lambda: "k" in group._waiting)
+    callers.start("b")
+    wait_until(callers.waiting)
     arrived.set()
-    first.join(10)
-    second.join(10)
+    assert callers.join() == {"a": "A", "b": "B"}
     assert taken.is_set()
-    assert outcomes == {"a": "A", "b": "B"}
     assert batches == [["a", "b"]]
     assert group._waiting == {}

@@ -16,7 +16,14 @@ from executions.enums import TaskExecutionStatus
 from executions.models import TaskExecution
 from executions.services import task_executions
 from executions.services.group_commit import Entry
-from executions.tests.engine.factories import DIAMOND, Worker, latest, shape_definition, start
+from executions.tests.engine.factories import (
+    DIAMOND,
+    Worker,
+    completed_report,
+    latest,
+    shape_definition,
+    start,
+)
 from executions.tests.services.batching import decide
 from flowplatform.authentication import principal_for_key
 from flowplatform.exceptions import BadRequest, Conflict
@@ -25,18 +32,6 @@ from realtime.models import Event
 pytestmark = pytest.mark.django_db(transaction=True)
 TE = TaskExecutionStatus
 MIDDLE = [f"t{i}" for i in range(12)]
-
-
-def report(task: dict[str, Any], **body: Any) -> dict[str, Any]:
-    return {
-        "flow_execution_id": task["flow_execution_id"],
-        "task_name": task["task_name"],
-        "task_execution_idx": task["task_execution_idx"],
-        "status": "completed",
-        "output": {"done": task["task_name"]},
-        "worker_id": "worker-1",
-        **body,
-    }
 
 
 def b_and_c_running(tenant):  # noqa: ANN001, ANN201
@@ -60,7 +55,7 @@ def updates_of(execution, name: str) -> list[str]:  # noqa: ANN001
 def test_a_batch_decides_each_report_and_queues_downstream_once(tenant):
     execution, b, c = b_and_c_running(tenant)
     principal = principal_for_key(tenant.service_api_key)
-    entries = [Entry((principal, report(b))), Entry((principal, report(c)))]
+    entries = [Entry((principal, completed_report(b))), Entry((principal, completed_report(c)))]
 
     decide(entries)
 
@@ -81,9 +76,9 @@ def test_a_refused_report_changes_nothing_and_the_others_still_commit(tenant):
     execution, b, c = b_and_c_running(tenant)
     principal = principal_for_key(tenant.service_api_key)
     entries = [
-        Entry((principal, report(b))),
-        Entry((principal, report(c, worker_id="intruder"))),  # not the lease holder
-        Entry((principal, {**report(c), "task_name": "nope"})),  # no such task
+        Entry((principal, completed_report(b))),
+        Entry((principal, completed_report(c, worker_id="intruder"))),  # not the lease holder
+        Entry((principal, {**completed_report(c), "task_name": "nope"})),  # no such task
     ]
 
     decide(entries)
