@@ -6,4 +6,6 @@ class FlowplatformConfig(AppConfig):
     verbose_name = "Organizations and access"
 
     def ready(self) -> None:
-        from flowplatform import schema_extensions  # noqa: F401 - registers extensions
+        from flowplatform import keycache, schema_extensions  # noqa: F401 - registers extensions
+
+        keycache.connect_signals()

@@ -8,6 +8,7 @@ import time
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware import clickjacking, common, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from flowplatform.exceptions import json_error_response
@@ -131,3 +132,31 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         if static_file is not None:
             return await sync_to_async(self.serve)(static_file, request)
         return await self.get_response(request)
+
+
+class InEventLoop:
+    """For a ``MiddlewareMixin`` middleware whose ``process_request`` and
+    ``process_response`` do no I/O: under ASGI they run in the event loop. Django's mixin
+    runs each of them on a thread (``sync_to_async``), two thread hops per middleware and
+    request, which the lean report path (``executions.api.report_path``) must not pay."""
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = None
+        if hasattr(self, "process_request"):
+            response = self.process_request(request)
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+
+class SecurityMiddleware(InEventLoop, security.SecurityMiddleware):
+    """Django's, in the event loop under ASGI (headers and an HTTPS redirect only)."""
+
+
+class CommonMiddleware(InEventLoop, common.CommonMiddleware):
+    """Django's, in the event loop under ASGI (URL checks and headers only)."""
+
+
+class XFrameOptionsMiddleware(InEventLoop, clickjacking.XFrameOptionsMiddleware):
+    """Django's, in the event loop under ASGI (one header)."""

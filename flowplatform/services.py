@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Field, Model
 from django.utils import timezone
 
+from flowplatform import keycache
 from flowplatform.exceptions import BadRequest
 from flowplatform.models import ApiKey, Membership, Organization, ServiceAccount
 
@@ -99,19 +100,27 @@ def create_api_key(
 
 
 def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
+    """Revoke the key: at once in this process, within ``API_KEY_CACHE_SECONDS`` in the
+    other server processes (``keycache``)."""
     ApiKey.objects.filter(id=api_key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     api_key.refresh_from_db(fields=["revoked_at"])
+    keycache.forget(api_key.hashed_key)
     return api_key
 
 
 def find_active_api_key(*, raw_key: str) -> ApiKey | None:
     """The live key matching ``raw_key`` with its organization, user and service account
-    loaded, or None. One query."""
+    loaded, or None. One query, unless this process found the key lately (``keycache``)."""
     if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 128:
         return None
-    key = _fetch_key(hash_key(raw_key))
+    digest = hash_key(raw_key)
+    key = keycache.get(digest)
+    if key is not None:
+        return key
+    key = _fetch_key(digest)
     if key is None or (key.user is not None and not key.user.is_active):
         return None
+    keycache.put(digest, key)
     return key
 
 

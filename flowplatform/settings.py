@@ -43,18 +43,26 @@ INSTALLED_APPS = [
     "realtime",
 ]
 
+# Under ASGI everything above WorkerReportMiddleware runs in the event loop: a worker's
+# report (the hottest request) is answered there without a thread of its own.
 MIDDLEWARE = [
     "flowplatform.middleware.RequestIdMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "flowplatform.middleware.SecurityMiddleware",  # Django's, in the event loop under ASGI
     "flowplatform.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
+    "flowplatform.middleware.CommonMiddleware",  # Django's, in the event loop under ASGI
+    "flowplatform.middleware.XFrameOptionsMiddleware",  # likewise
+    "executions.api.report_path.WorkerReportMiddleware",  # the usual report, without DRF
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "flowplatform.tenancy.TenancyMiddleware",  # a pass-through unless RLS is on
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# The lean path of worker reports (executions.api.report_path); false sends every report
+# through the DRF view.
+FLOWPLATFORM_LEAN_REPORTS = env.bool("FLOWPLATFORM_LEAN_REPORTS", default=True)
+# Under ASGI: the threads per server process that decide worker reports.
+REPORT_THREADS = env.int("REPORT_THREADS", default=8)
 
 ROOT_URLCONF = "flowplatform.urls"
 WSGI_APPLICATION = "flowplatform.wsgi.application"
@@ -232,6 +240,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- flowplatform ---------------------------------------------------------------------------
 FLOWPLATFORM_LEASE_SECONDS = env.int("FLOWPLATFORM_LEASE_SECONDS", default=30)
+# How long a server process trusts an API key it found live (flowplatform.keycache): a key
+# revoked elsewhere stops working here within this many seconds. 0: look up every request.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 FLOWPLATFORM_DEFAULT_MAX_CONCURRENT_EXECUTIONS = env.int("MAX_CONCURRENT_EXECUTIONS", default=10)
 FLOWPLATFORM_PYTHON_CALLABLES = env.list(
     "FLOWPLATFORM_PYTHON_CALLABLES",

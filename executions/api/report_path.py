@@ -1,0 +1,177 @@
+"""The lean path of a worker's report: ``POST /api/task-executions`` (seed 002) served without
+DRF and without the browser middleware.
+
+A report is the request workers send for every task, so its fixed costs bound the engine:
+DRF's request and response wrappers, the session, CSRF, authentication and messages
+middleware (none of which an API-key request uses), and under ASGI the thread that Django
+starts for each synchronous request plus a thread hop around each of those middleware.
+``WorkerReportMiddleware`` sits before them and answers the usual report itself, doing
+exactly what ``TaskExecutionsView.post`` does: authenticate the key, check it may write,
+decide the report (``report_and_claim``), render the stored record.
+
+Only the usual report takes this path: an API key that authenticates and may write, a
+``application/json`` body of the usual shape (``report_body``). Anything else (no key, a
+bad or read-only key, a session, another content type, a body the plain checks do not
+accept, one that could hold unstorable characters) passes on to the DRF view, which stays
+the reference: it words every refusal, and the OpenAPI schema describes it. Both give the
+same answer to the same request (``executions/tests/api/test_report_path.py``).
+
+Under ASGI the report is decided on one of a few threads kept for reports (``executor``);
+the request never gets a thread of its own, and reports of one flow execution arriving together are
+still decided in one transaction (``group_commit``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse
+from django.urls import ResolverMatch, resolve
+from rest_framework.utils import json as drf_json
+
+from executions.api.task_execution_schemas import report_body
+from executions.representations import task_execution_data
+from executions.services import task_executions as reports
+from flowplatform.authentication import authenticate_raw_key, raw_key_from_headers
+from flowplatform.exceptions import Unauthorized, json_error_response
+from flowplatform.parsers import _ESCAPES
+from flowplatform.principal import Principal
+from flowplatform.renderers import dumps
+
+logger = logging.getLogger(__name__)
+
+PATH = "/api/task-executions"
+# What DRF's view answers with (``APIView.default_response_headers``).
+ALLOW = "GET, POST, PUT, HEAD, OPTIONS"
+_PLAIN = ({}, {"charset": "utf-8"}, {"charset": "UTF-8"})
+
+
+# Under ASGI the reports' decisions run here. Reports of one flow execution wait for the
+# batch ahead of theirs on these threads (``group_commit``), so there are more threads than
+# cores; each holds a database connection only while it decides.
+executor = ThreadPoolExecutor(
+    max_workers=getattr(settings, "REPORT_THREADS", 8), thread_name_prefix="reports"
+)
+
+
+@functools.cache
+def _resolved() -> ResolverMatch:
+    """The URL match the DRF view would get: logs and metrics name the same route."""
+    return resolve(PATH)
+
+
+def usual_report(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
+    """``(api key, validated body)`` of a report this path answers; None for anything else.
+    Reads and parses the body (Django keeps it for the view if the request passes on)."""
+    if request.method != "POST" or request.path_info != PATH:
+        return None
+    if not getattr(settings, "FLOWPLATFORM_LEAN_REPORTS", True):
+        return None
+    if request.content_type != "application/json" or request.content_params not in _PLAIN:
+        return None
+    try:
+        raw_key = raw_key_from_headers(request.headers)
+    except Unauthorized:
+        return None
+    if raw_key is None:
+        return None
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        return None
+    # An escape that could spell NUL or a lone surrogate: the parser's checks word the 422.
+    if any(escape in raw for escape in _ESCAPES):
+        return None
+    try:
+        data = drf_json.loads(raw)  # as DRF's parser reads it: NaN and Infinity refused
+    except ValueError:
+        return None
+    body = report_body(data)
+    if body is None:
+        return None
+    return raw_key, body
+
+
+def answer(request: HttpRequest, raw_key: str, body: dict[str, Any]) -> HttpResponse | None:
+    """Authenticate and decide the report; None when the key does not authenticate or may
+    not write (the DRF view words that refusal). Runs the service's queries: under ASGI,
+    call it on a thread (``sync_to_async``)."""
+    authenticated = authenticate_raw_key(raw_key)
+    if authenticated is None:
+        return None
+    principal: Principal = authenticated[1]
+    if principal.read_only:
+        return None
+    request.principal_for_logs = principal  # type: ignore[attr-defined]
+    try:
+        outcome = reports.report_and_claim(principal=principal, data=body)
+    except Exception as exc:  # noqa: BLE001 - every error leaves in the envelope
+        response = json_error_response(exc)
+        if response.status_code == 500:
+            logger.exception("Unhandled error on %s", request.path)
+        return _with_allow(response)
+    data = task_execution_data(outcome.task)
+    if outcome.claimed is not None:
+        data["claimed"] = outcome.claimed
+    response = HttpResponse(
+        dumps(data), status=201 if outcome.created else 200, content_type="application/json"
+    )
+    return _with_allow(response)
+
+
+def _with_allow(response: HttpResponse) -> HttpResponse:
+    response["Allow"] = ALLOW
+    return response
+
+
+def _answer_on_thread(request: HttpRequest, raw_key: str, body: dict[str, Any]) -> Any:
+    """``answer`` on an executor thread, whose database connection goes back (to the pool,
+    or closed if broken or too old) when it is done, as at the end of a request."""
+    try:
+        return answer(request, raw_key, body)
+    finally:
+        close_old_connections()
+
+
+class WorkerReportMiddleware:
+    """Answers the usual worker report (see the module); passes every other request on."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        report = usual_report(request)
+        if report is not None:
+            request.resolver_match = _resolved()
+            response = answer(request, *report)
+            if response is not None:
+                return response
+            request.resolver_match = None
+        return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        report = usual_report(request)
+        if report is not None:
+            request.resolver_match = _resolved()
+            response = await sync_to_async(
+                _answer_on_thread, thread_sensitive=False, executor=executor
+            )(request, *report)
+            if response is not None:
+                return response
+            request.resolver_match = None
+        return await self.get_response(request)
