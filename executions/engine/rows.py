@@ -84,11 +84,10 @@ def values(model: type[Model], names: tuple[str, ...], row: Sequence[Any]) -> di
     return data
 
 
-def select(model: type[M], sql: str, params: Sequence[Any], *, distinct_on: str = "") -> list[M]:
-    """Run ``SELECT [DISTINCT ON (…)] <columns> FROM <table> t`` + ``sql``; the instances."""
-    distinct = f"DISTINCT ON ({distinct_on}) " if distinct_on else ""
+def select(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
+    """Run ``SELECT <columns> FROM <table> t`` + ``sql``; the instances."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {distinct}{columns(model)} FROM {table(model)} t {sql}", params)
+        cursor.execute(f"SELECT {columns(model)} FROM {table(model)} t {sql}", params)
         return instances(model, cursor.fetchall())
 
 

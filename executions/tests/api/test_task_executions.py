@@ -354,14 +354,14 @@ def test_a_report_read_before_a_claim_took_the_task_is_decided_on_the_claimed_ro
     row = latest(execution, "a")
     stale = TaskExecution.objects.get(id=row.id)  # read while queued
     assert Worker(service_client, "worker-1").claim() != []  # the claim commits
-    original = task_executions._latest_reported
+    original = task_executions._latest
 
     def read_before_the_claim(run, data):
         original(run, data)
         run.latest["a"] = stale
         return stale
 
-    monkeypatch.setattr(task_executions, "_latest_reported", read_before_the_claim)
+    monkeypatch.setattr(task_executions, "_latest", read_before_the_claim)
     response = service_client.post(
         URL, body(execution, status="completed", worker_id="worker-2"), format="json"
     )

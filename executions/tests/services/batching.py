@@ -10,6 +10,6 @@ from executions.services.group_commit import Batch, Entry
 
 
 def decide(entries: Sequence[Entry]) -> None:
-    follow_up = task_executions._decide(Batch(list(entries), lambda taken: []))
+    follow_up = task_executions._decide(Batch(list(entries), lambda taken, accept=None: []))
     if follow_up is not None:
         follow_up()

@@ -239,3 +239,31 @@ def test_a_batch_takes_in_what_queued_while_it_waited():
     assert taken.is_set()
     assert batches == [["a", "b"]]
     assert group._waiting == {}
+
+
+def test_a_batch_takes_in_only_what_it_accepts_and_the_rest_follows_in_order():
+    arrived, taken = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    def decide(entries):  # noqa: ANN001, ANN202
+        if entries[0].work == "a1":
+            assert arrived.wait(10)  # e.g. its locks held; "b1", "a2", "b2" queued meanwhile
+            entries.take_more(lambda entry: entry.work.startswith("a"))
+            taken.set()
+        batches.append([entry.work for entry in entries])
+        for entry in entries:
+            entry.result = entry.work.upper()
+        return None
+
+    group: GroupCommit[str] = GroupCommit(decide)
+    callers = Callers(group)
+    callers.start("a1")
+    wait_until(lambda: "k" in group._waiting)
+    for work in ("b1", "a2", "b2"):
+        callers.start(work)
+        wait_until(lambda: callers.waiting() >= 1 and len(group._waiting["k"]) >= 1)
+    wait_until(lambda: len(group._waiting["k"]) == 3)
+    arrived.set()
+    assert callers.join() == {"a1": "A1", "b1": "B1", "a2": "A2", "b2": "B2"}
+    assert taken.is_set()
+    assert batches == [["a1", "a2"], ["b1", "b2"]]

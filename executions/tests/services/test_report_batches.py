@@ -6,11 +6,13 @@ Outside the test's transaction (``transaction=True``), as a request runs them.""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from executions.enums import TaskExecutionStatus
 from executions.models import TaskExecution
@@ -124,4 +126,104 @@ def test_concurrent_reports_of_one_flow_execution_all_land(tenant):
     done = TaskExecution.objects.filter(flow_execution=execution, status=TE.COMPLETED)
     assert done.count() == 13
     assert TaskExecution.objects.filter(flow_execution=execution, task_name="end").count() == 1
+    assert task_executions._reports._waiting == {}
+
+
+def test_a_new_key_is_inserted_unguarded_and_a_collision_is_decided_again_guarded(
+    tenant, monkeypatch
+):
+    """A report above its task's latest index is inserted with the batch's writes, without
+    a savepoint. Should the key exist after all (here: the read of the latest execution is
+    made to miss it), the batch is decided again with guarded inserts: each report gets
+    the answer it would have got, nothing is duplicated, nothing is refused in error."""
+    execution, b, c = b_and_c_running(tenant)
+    principal = principal_for_key(tenant.service_api_key)
+    real_latest = task_executions._latest
+    attempts = []
+
+    def missing_b(run, data):  # noqa: ANN001
+        attempts.append(data["task_name"])
+        found = real_latest(run, data)
+        return None if data["task_name"] == "b" else found
+
+    monkeypatch.setattr(task_executions, "_latest", missing_b)
+    entries = [
+        Entry((principal, completed_report(b))),
+        Entry((principal, completed_report(c))),
+        Entry((principal, {**completed_report(c), "task_execution_idx": 7})),
+    ]
+    decide(entries)
+
+    assert [entry.error for entry in entries] == [None, None, None]
+    assert [entry.result.created for entry in entries] == [False, False, True]
+    assert attempts.count("b") == 2  # decided once unguarded, once guarded
+    assert TaskExecution.objects.filter(flow_execution=execution, task_name="b").count() == 1
+    assert latest(execution, "b").status == TE.COMPLETED
+    assert list(
+        TaskExecution.objects.filter(flow_execution=execution, task_name="c")
+        .order_by("task_execution_idx")
+        .values_list("task_execution_idx", "status")
+    ) == [(0, TE.COMPLETED), (7, TE.COMPLETED)]
+
+
+def test_reports_of_several_flow_executions_are_decided_in_one_batch(tenant, outsider):
+    """Reports of one organization are batched whatever their flow execution: their flow
+    executions are locked in one statement; a report on a flow execution that is missing
+    or another organization's is answered 404 and the others still commit."""
+    first, b1, c1 = b_and_c_running(tenant)
+    second, b2, c2 = b_and_c_running(tenant)
+    foreign = start(outsider.organization, shape_definition(DIAMOND))
+    principal = principal_for_key(tenant.service_api_key)
+    entries = [
+        Entry((principal, completed_report(b1))),
+        Entry((principal, completed_report(b2))),
+        Entry((principal, completed_report(c1))),
+        Entry((principal, {**completed_report(c2), "flow_execution_id": foreign.id})),
+        Entry((principal, {**completed_report(c2), "flow_execution_id": uuid.uuid4()})),
+        Entry((principal, completed_report(c2))),
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        decide(entries)
+
+    assert [type(entry.error).__name__ for entry in entries] == [
+        "NoneType", "NoneType", "NoneType", "NotFound", "NotFound", "NoneType",
+    ]  # fmt: skip
+    for execution in (first, second):
+        assert latest(execution, "b").status == TE.COMPLETED
+        assert latest(execution, "c").status == TE.COMPLETED
+        assert latest(execution, "d").status == TE.QUEUED
+    assert latest(foreign, "a").status == TE.QUEUED
+    flow_execution_reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and '"executions_flowexecution" t ' in q["sql"]
+    ]
+    assert len(flow_execution_reads) == 1, flow_execution_reads
+
+
+@pytest.mark.postgres
+def test_concurrent_reports_of_several_flow_executions_all_land(tenant):
+    """Through the API, from threads at once, reports of four flow executions: batched
+    together, locked in id order; every report lands and each flow execution goes on."""
+    runs = [b_and_c_running(tenant) for _ in range(4)]
+    tasks = [task for _, b, c in runs for task in (b, c)]
+    barrier = threading.Barrier(len(tasks))
+    codes: list[int] = []
+
+    def post(task: dict[str, Any]) -> None:
+        try:
+            barrier.wait(10)
+            codes.append(Worker(tenant.client("service")).report(task).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(task,)) for task in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert Counter(codes) == {200: len(tasks)}
+    for execution, _, _ in runs:
+        assert latest(execution, "d").status == TE.QUEUED
     assert task_executions._reports._waiting == {}
