@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from executions import dsl
 from executions.engine import observe, transitions
-from executions.engine.state import Run
+from executions.engine.state import Run, load_runs
 from executions.enums import TASK_ACTIVE, FlowExecutionStatus, StaleStatus, TaskExecutionStatus
 from executions.models import TaskExecution
 
@@ -62,6 +62,22 @@ def prefetch(run: Run, task_names: Sequence[str], *, outputs: bool = True) -> No
             task_names=run.around(*task_names),
             known=run.outputs,
         )
+
+
+def prefetch_runs(work: Sequence[tuple[Run, Sequence[str]]]) -> None:
+    """``prefetch`` for several runs (distinct flow executions) at once: one query for their
+    latest executions, one for their outputs (those of a run's single task are left for
+    ``sync_outputs`` to read, as ``prefetch`` leaves them, when there is one run)."""
+    if len(work) == 1:
+        run, names = work[0]
+        prefetch(run, names, outputs=len(names) > 1)
+        return
+    from outputs import services as outputs_services
+
+    load_runs([(run, run.needed_around(*names)) for run, names in work])
+    outputs_services.load_outputs_of(
+        [(run.execution.id, run.around(*names), run.outputs) for run, names in work]
+    )
 
 
 # -- queueing ---------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from django.utils import timezone
 from executions import dsl, engine
 from executions.engine import rows, transitions, wakeup
 from executions.engine.events import collecting
-from executions.engine.scheduling import on_task_finished, prefetch, sync_outputs
+from executions.engine.scheduling import on_task_finished, prefetch_runs, sync_outputs
 from executions.engine.state import Run, lock_flow_execution, lock_flow_executions
 from executions.enums import TASK_REPORTABLE, TASK_TERMINAL, TaskExecutionStatus
 from executions.models import TaskExecution
@@ -260,14 +260,13 @@ def _refuse_missing(
 
 
 def _prefetch(runs: Mapping[UUID, Run], entries: Sequence[Entry[Report]]) -> None:
-    """Per flow execution, what reacting to its reports reads (one query each)."""
+    """What reacting to the reports reads, for all their flow executions at once."""
     names: dict[UUID, list[str]] = {}
     for entry in entries:
         pk = _execution_of(entry)
         assert pk is not None
         names.setdefault(pk, []).append(entry.work[1]["task_name"])
-    for pk, reported in names.items():
-        prefetch(runs[pk], reported, outputs=len(reported) > 1)
+    prefetch_runs([(runs[pk], reported) for pk, reported in names.items()])
 
 
 def _claims_after(

@@ -200,6 +200,12 @@ def test_reports_of_several_flow_executions_are_decided_in_one_batch(tenant, out
         if q["sql"].startswith("SELECT") and '"executions_flowexecution" t ' in q["sql"]
     ]
     assert len(flow_execution_reads) == 1, flow_execution_reads
+    if connection.vendor == "postgresql":  # what reacting reads: one query for all of them
+        sql = [q["sql"] for q in queries.captured_queries]
+        latest_reads = [q for q in sql if "unnest(" in q and '"executions_taskexecution"' in q]
+        output_reads = [q for q in sql if q.startswith("SELECT") and '"outputs_taskoutput" t' in q]
+        assert len(latest_reads) == 1, latest_reads
+        assert len(output_reads) == 1, output_reads
 
 
 @pytest.mark.postgres
