@@ -2,10 +2,15 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from executions.api.report_path import ASGIHandler  # noqa: E402
+
+# Django's handler, serving the usual worker report without its per-request threads.
+django_asgi_app = ASGIHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 

@@ -105,3 +105,14 @@ def on_exit(server: Any) -> None:
     path = getattr(server, "flowplatform_metrics_dir", None)
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Move everything the worker allocated while loading the application (Django, the
+    URL configuration, the apps) out of the garbage collector's reach: its full collections
+    then scan only what requests allocate, instead of pausing the worker for tens of
+    milliseconds over objects that live as long as the process."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -23,6 +23,7 @@ still decided in one transaction (``group_commit``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +31,13 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core import signals
+from django.core.exceptions import RequestAborted, RequestDataTooBig
+from django.core.handlers import asgi
+from django.core.handlers.asgi import get_script_prefix
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
-from django.urls import ResolverMatch, resolve
+from django.urls import ResolverMatch, resolve, set_script_prefix
 from rest_framework.utils import json as drf_json
 
 from executions.api.task_execution_schemas import report_body
@@ -69,7 +73,16 @@ def _resolved() -> ResolverMatch:
 
 def usual_report(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
     """``(api key, validated body)`` of a report this path answers; None for anything else.
-    Reads and parses the body (Django keeps it for the view if the request passes on)."""
+    Reads and parses the body (Django keeps it for the view if the request passes on); the
+    answer is kept on the request."""
+    try:
+        return request._usual_report  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
+        request._usual_report = _usual_report(request)  # type: ignore[attr-defined]
+        return request._usual_report  # type: ignore[attr-defined,no-any-return]
+
+
+def _usual_report(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
     if request.method != "POST" or request.path_info != PATH:
         return None
     if not getattr(settings, "FLOWPLATFORM_LEAN_REPORTS", True):
@@ -175,3 +188,57 @@ class WorkerReportMiddleware:
                 return response
             request.resolver_match = None
         return await self.get_response(request)
+
+
+class ASGIHandler(asgi.ASGIHandler):
+    """Django's ASGI handler, which serves the usual worker report without its per-request
+    costs: a thread started for the ``request_started`` signal's receivers and another hop
+    to close the response, and a task listening for a disconnect. Those receivers only
+    tidy the database connections of the request's thread, and this request opens none
+    there (its report thread tidies its own, ``_answer_on_thread``): they are sent here in
+    the event loop. Every other request, and a report this path turns out not to answer,
+    is handled as Django handles it."""
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("method") != "POST" or scope.get("path") != PATH:
+            await super().handle(scope, receive, send)
+            return
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        request, error_response = self.create_request(scope, body_file)
+        if request is None or usual_report(request) is None:
+            await super().handle(scope, _replay(_body_of(request, body_file)), send)
+            body_file.close()
+            return
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        response = await self.run_get_response(request)
+        await self.send_response(response, send)
+        response.close()  # request_finished: no connection of this thread to tidy
+        body_file.close()
+
+
+def _body_of(request: HttpRequest | None, body_file: Any) -> bytes:
+    if request is not None and hasattr(request, "_body"):
+        return request.body  # read already (which closed the file)
+    body_file.seek(0)
+    return body_file.read()
+
+
+def _replay(body: bytes) -> Any:
+    """A ``receive`` that hands Django the body already read, then waits for the client to
+    disconnect, as the server's would."""
+    sent = False
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    return receive

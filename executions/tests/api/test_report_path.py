@@ -304,3 +304,84 @@ async def test_under_asgi_a_report_is_decided_on_a_report_thread(
         URL, {"flow_execution_id": "x"}, content_type="application/json", headers=key
     )
     assert bad.status_code == 422
+
+
+async def _asgi_post(body: bytes, key: str, *, path: str = URL, method: str = "POST") -> tuple:
+    """One request through the production ASGI application (``flowplatform.asgi``)."""
+    from asgiref.testing import ApplicationCommunicator
+
+    from flowplatform.asgi import application
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {key}".encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    communicator = ApplicationCommunicator(application, scope)
+    await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await communicator.receive_output(10)
+    chunks = []
+    while True:
+        message = await communicator.receive_output(10)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await communicator.wait(10)
+    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    return start["status"], headers, json.loads(b"".join(chunks) or b"null")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.anyio
+async def test_the_asgi_application_serves_reports_without_a_thread_per_request(
+    tenant, monkeypatch, report_thread, close_thread_connections
+):
+    """The production ASGI handler answers the usual report in the event loop and on a
+    report thread: no thread is started for the request (Django starts one per request
+    for its signals), the request is logged and carries its id and headers; an unusual
+    report and other routes are served by Django as ever."""
+    from asgiref.sync import SyncToAsync, sync_to_async
+
+    execution = await sync_to_async(start)(tenant.organization, shape_definition(DIAMOND))
+    thread_sensitive_calls = []
+    original_call = SyncToAsync.__call__
+
+    def counting_call(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if self._thread_sensitive:
+            thread_sensitive_calls.append(getattr(self.func, "__qualname__", self.func))
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counting_call)
+    status, headers, body = await _asgi_post(
+        json.dumps(report(execution)).encode(), tenant.service_key
+    )
+    assert status == 200, body
+    # (WhiteNoise looks at the disk on a thread in development, DEBUG: not in production.)
+    assert [c for c in thread_sensitive_calls if c != "WhiteNoise.find_file"] == []
+    assert headers["x-request-id"] and headers["x-frame-options"] == "DENY"
+    assert headers["content-type"] == "application/json"
+    assert body["status"] == TE.COMPLETED
+    assert (await TaskExecution.objects.aget(id=body["id"])).status == TE.COMPLETED
+
+    status, _, body = await _asgi_post(b'{"flow_execution_id": "x"}', tenant.service_key)
+    assert status == 422 and body["error"]["code"] == "validation_error"
+    status, _, body = await _asgi_post(
+        json.dumps(report(execution, task_name="b", status="running")).encode(), "fpk_" + "x" * 40
+    )
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    status, _, body = await _asgi_post(b"", tenant.service_key, path="/api/me", method="GET")
+    assert status == 200 and body["organization_id"] == str(tenant.organization.id)
