@@ -21,6 +21,8 @@ from django.db.models import Field, Model
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=Model)
+# A statement to send: SQL, its parameters, and how many rows it must change (None: any).
+Statement = tuple[str, list[Any], int | None]
 
 
 @functools.cache
@@ -145,26 +147,29 @@ def insert(objs: Sequence[M]) -> list[M]:
 
 
 def _insert(objs: Sequence[Model]) -> None:
+    with connection.cursor() as cursor:
+        for sql, params, _ in _insert_statements(objs):
+            cursor.execute(sql, params)
+
+
+def _insert_statements(objs: Sequence[Model]) -> list[Statement]:
     model = type(objs[0])
     fields = _layout(model)[1]
     sql_columns = ", ".join(f'"{field.column}"' for field in fields)
     row = f"({placeholders(len(fields))})"
     # As many rows per statement as the database takes parameters (SQLite: few).
     size = max(1, connection.ops.bulk_batch_size(fields, objs))
-    with connection.cursor() as cursor:
-        for start in range(0, len(objs), size):
-            batch = objs[start : start + size]
-            params: list[Any] = []
-            for obj in batch:
-                params += [
-                    field.get_db_prep_save(field.pre_save(obj, True), connection)
-                    for field in fields
-                ]
-            cursor.execute(
-                f"INSERT INTO {table(model)} ({sql_columns})"
-                f" VALUES {', '.join([row] * len(batch))}",
-                params,
-            )
+    statements: list[Statement] = []
+    for start in range(0, len(objs), size):
+        batch = objs[start : start + size]
+        params: list[Any] = []
+        for obj in batch:
+            params += [
+                field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields
+            ]
+        sql = f"INSERT INTO {table(model)} ({sql_columns}) VALUES {', '.join([row] * len(batch))}"
+        statements.append((sql, params, None))
+    return statements
 
 
 def update(obj: Model, names: Iterable[str], *, expect: dict[str, Any] | None = None) -> bool:
@@ -244,6 +249,24 @@ class _Writes:
             self.rows.clear()
             self.sending = False
 
+    def take(self) -> list[Statement]:
+        """The held writes as statements, in order; nothing is held any more."""
+        statements: list[Statement] = []
+        for key, entries in self.groups.items():
+            if key[0] == "insert":
+                statements += _insert_statements([obj for obj, _ in entries])
+            else:
+                statements.append(_update_statement(key[1], key[2], entries))
+        self.groups.clear()
+        self.rows.clear()
+        return statements
+
+
+def _binds_client_side(cursor: Any) -> bool:
+    from psycopg import ClientCursor
+
+    return isinstance(cursor, ClientCursor)
+
 
 def _savepoints() -> int:
     # ``atomic(savepoint=False)`` blocks count as None: they open no savepoint.
@@ -252,30 +275,40 @@ def _savepoints() -> int:
 
 def _update_rows(model: type[Model], columns: tuple[str, ...], entries: list[Any]) -> None:
     """Update rows of ``model`` (each ``(obj, values of columns)``) in one statement."""
+    sql, params, expected = _update_statement(model, columns, entries)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        _check_updated(cursor.rowcount, expected)
+
+
+def _update_statement(
+    model: type[Model], columns: tuple[str, ...], entries: list[Any]
+) -> Statement:
     if len(entries) == 1:
         obj, params = entries[0]
         assignments = ", ".join(f'"{column}" = %s' for column in columns)
         sql = f'UPDATE {table(model)} SET {assignments} WHERE "{model._meta.pk.column}" = %s'
-        params = [*params, model._meta.pk.get_db_prep_value(obj.pk, connection)]
-    else:
-        pk = model._meta.pk
-        by_column = {field.column: field for field in model._meta.concrete_fields}
-        types = [pk.db_type(connection), *(by_column[c].db_type(connection) for c in columns)]
-        row = "(" + ", ".join(f"%s::{kind}" for kind in types) + ")"
-        names = ", ".join(f'"{c}"' for c in (pk.column, *columns))
-        assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
-        sql = (
-            f"UPDATE {table(model)} AS t SET {assignments}"
-            f" FROM (VALUES {', '.join([row] * len(entries))}) AS v ({names})"
-            f' WHERE t."{pk.column}" = v."{pk.column}"'
-        )
-        params = []
-        for obj, values in entries:
-            params += [pk.get_db_prep_value(obj.pk, connection), *values]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if cursor.rowcount != len(entries):
-            raise DatabaseError("Save with update_fields did not affect any rows.")
+        return sql, [*params, model._meta.pk.get_db_prep_value(obj.pk, connection)], 1
+    pk = model._meta.pk
+    by_column = {field.column: field for field in model._meta.concrete_fields}
+    types = [pk.db_type(connection), *(by_column[c].db_type(connection) for c in columns)]
+    row = "(" + ", ".join(f"%s::{kind}" for kind in types) + ")"
+    names = ", ".join(f'"{c}"' for c in (pk.column, *columns))
+    assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
+    sql = (
+        f"UPDATE {table(model)} AS t SET {assignments}"
+        f" FROM (VALUES {', '.join([row] * len(entries))}) AS v ({names})"
+        f' WHERE t."{pk.column}" = v."{pk.column}"'
+    )
+    params = []
+    for obj, values in entries:
+        params += [pk.get_db_prep_value(obj.pk, connection), *values]
+    return sql, params, len(entries)
+
+
+def _check_updated(rowcount: int, expected: int | None) -> None:
+    if expected is not None and rowcount != expected:
+        raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 _writes: ContextVar[_Writes | None] = ContextVar("merged_writes", default=None)
@@ -287,15 +320,31 @@ def merging() -> Iterator[None]:
     each kind as one statement, just before the block's next other statement or at its end:
     a batch of worker reports writes its executions, outputs and queued work in a few
     statements instead of a few per report (PostgreSQL; elsewhere writes go at once). Only
-    for code that reads through this connection, inside one transaction."""
+    for code that reads through this connection, inside one transaction.
+
+    The held statements travel in the same round trip as the statement they precede, when
+    the driver binds parameters client-side (Django's default): ``held; …; next`` in one
+    ``execute``, the cursor then moved on to the next statement's result for its caller."""
     if connection.vendor != "postgresql" or _writes.get() is not None:
         yield
         return
     writes = _Writes()
 
     def send_first(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        writes.send()
-        return execute(sql, params, many, context)
+        if writes.sending or not writes.groups:
+            return execute(sql, params, many, context)
+        cursor = context["cursor"].cursor
+        if many or type(params) not in (list, tuple) or not _binds_client_side(cursor):
+            writes.send()
+            return execute(sql, params, many, context)
+        held = writes.take()
+        combined = "; ".join([*(statement for statement, _, _ in held), sql])
+        values = [value for _, held_params, _ in held for value in held_params]
+        result = execute(combined, [*values, *params], many, context)
+        for _, _, expected in held:
+            _check_updated(cursor.rowcount, expected)
+            cursor.nextset()
+        return result
 
     token = _writes.set(writes)
     try:

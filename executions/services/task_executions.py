@@ -178,9 +178,10 @@ def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
         decided: list[tuple[Entry[Report], TaskExecution, bool]] = []
         refused: tuple[Entry[Report], Exception] | None = None
         try:
-            with tenancy.activate(principal.organization.pk, atomic=True), collecting():
-                # The batch's writes go as a few merged statements (``rows.merging``).
-                with wakeup.holding() as wakeups, rows.merging():
+            # The batch's writes go as a few merged statements, sent in one round trip with
+            # the statement that follows them: the events' INSERT (``rows.merging``).
+            with tenancy.activate(principal.organization.pk, atomic=True), rows.merging():
+                with collecting(), wakeup.holding() as wakeups:
                     runs = _locked_runs(principal, remaining)
                     # What queued up while the locks were awaited joins this batch, if its
                     # flow execution is one of those locked.

@@ -247,3 +247,39 @@ def test_blocks_without_a_savepoint_keep_holding(execution: FlowExecution) -> No
         with transaction.atomic(savepoint=False):  # e.g. a service function's own atomic
             rows.insert(tasks[1:])
     assert len(queries) == 1
+
+
+@pytest.mark.postgres
+def test_held_writes_travel_with_the_next_statement_whose_caller_gets_its_own_result(
+    execution: FlowExecution,
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    a, b = new_task(execution, "a"), new_task(execution, "b")
+    rows.insert([a])
+    with CaptureQueriesContext(connection) as queries, rows.merging():
+        rows.insert([b])
+        a.status = TE.RUNNING
+        rows.update(a, ["status"])
+        found = list(
+            TaskExecution.objects.filter(flow_execution=execution)
+            .order_by("task_name")
+            .values_list("task_name", "status")
+        )
+        counted = TaskExecution.objects.filter(flow_execution=execution).update(output={"x": 1})
+    assert found == [("a", TE.RUNNING), ("b", TE.QUEUED)]
+    assert counted == 2  # the caller's own row count, not a held statement's
+    assert len(queries) == 2  # INSERT; UPDATE; SELECT in one round trip, then the UPDATE
+    assert queries[0]["sql"].startswith("INSERT") and queries[0]["sql"].count(";") == 2
+
+
+@pytest.mark.postgres
+def test_a_held_update_of_a_missing_row_fails_the_statement_it_travels_with(
+    execution: FlowExecution,
+) -> None:
+    present, gone = new_task(execution, "a"), new_task(execution, "b")
+    rows.insert([present])
+    with pytest.raises(DatabaseError), transaction.atomic(), rows.merging():
+        rows.update(gone, ["status"])
+        TaskExecution.objects.filter(id=present.id).exists()
