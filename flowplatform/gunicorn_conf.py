@@ -15,6 +15,8 @@ Environment:
 - ``LOG_FORMAT`` (``json`` unless ``DEBUG`` is on), ``LOG_LEVEL``: gunicorn's own lines use the
   same format as the application's.
 - ``GUNICORN_CONTROL_SOCKET``: a path to enable gunicorn's control socket (off by default).
+- ``PYTHON_SWITCH_INTERVAL`` (0.001): how often, in seconds, a worker's interpreter hands
+  the GIL over (``post_worker_init``).
 - ``WS_PER_MESSAGE_DEFLATE`` (``false``): read by the worker class
   (``flowplatform.server``): whether WebSocket frames are compressed per message.
 
@@ -108,11 +110,20 @@ def on_exit(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Move everything the worker allocated while loading the application (Django, the
-    URL configuration, the apps) out of the garbage collector's reach: its full collections
-    then scan only what requests allocate, instead of pausing the worker for tens of
-    milliseconds over objects that live as long as the process."""
+    """Once per worker, after it loaded the application.
+
+    - Everything loading the application allocated (Django, the URL configuration, the
+      apps) is moved out of the garbage collector's reach: its full collections then scan
+      only what requests allocate, instead of pausing the worker for tens of milliseconds
+      over objects that live as long as the process.
+    - The interpreter hands the GIL over every ``PYTHON_SWITCH_INTERVAL`` seconds (default
+      0.001; Python's own is 0.005): the event loop, which reads requests and sends answers,
+      then waits less for the threads deciding reports, which shortens the tail of request
+      latency (``bench/README.md``, "The worker report path").
+    """
     import gc
+    import sys
 
     gc.collect()
     gc.freeze()
+    sys.setswitchinterval(float(os.environ.get("PYTHON_SWITCH_INTERVAL") or "0.001"))

@@ -106,16 +106,25 @@ def test_postgresql_uses_a_connection_pool_by_default_and_persistent_connections
     ) == {"age": 30, "pool": None}
 
 
-def test_workers_freeze_what_loading_the_application_allocated():
+def test_workers_freeze_what_loading_the_application_allocated(monkeypatch):
     """``post_worker_init``: a worker's garbage collector no longer scans the objects that
-    live as long as the process (full collections paused workers for tens of ms)."""
+    live as long as the process (full collections paused workers for tens of ms), and its
+    interpreter hands the GIL over every millisecond unless told otherwise."""
     import gc
+    import sys
 
     from flowplatform import gunicorn_conf
 
+    interval = sys.getswitchinterval()
     assert gc.get_freeze_count() == 0
     try:
+        monkeypatch.delenv("PYTHON_SWITCH_INTERVAL", raising=False)
         gunicorn_conf.post_worker_init(None)
         assert gc.get_freeze_count() > 10_000
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        monkeypatch.setenv("PYTHON_SWITCH_INTERVAL", "0.002")
+        gunicorn_conf.post_worker_init(None)
+        assert sys.getswitchinterval() == pytest.approx(0.002)
     finally:
         gc.unfreeze()
+        sys.setswitchinterval(interval)
