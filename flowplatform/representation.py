@@ -18,6 +18,16 @@ def uid(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
+def as_uuid(value: object) -> UUID | None:
+    """``value`` (a UUID or its text) as a UUID; None if it is not one."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
+
+
 # PostgreSQL twins of the renderers above, for statements that build event data in the
 # database (large batches: no row is loaded into Python). Tests compare both renderings.
 

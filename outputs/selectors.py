@@ -19,7 +19,7 @@ from executions.enums import TaskOutputStatus
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
 from flowplatform.pagination import unknown_cursor
-from flowplatform.representation import iso
+from flowplatform.representation import as_uuid, iso
 from outputs.models import TaskOutput
 
 # The columns of ``outputs.representations.task_output_data``, in its order.
@@ -62,7 +62,7 @@ def visible_task_outputs(*, organization: Organization) -> QuerySet[TaskOutput]:
 
 def get_task_output(*, organization: Organization, task_output_id: str | UUID) -> TaskOutput:
     """The organization's output; NotFound for unknown, malformed, foreign or deleted ids."""
-    pk = _as_uuid(task_output_id)
+    pk = as_uuid(task_output_id)
     row = (
         visible_task_outputs(organization=organization).filter(pk=pk).first()
         if pk is not None
@@ -169,12 +169,3 @@ def _iso(value: datetime | str | None) -> str | None:
     if isinstance(value, str):  # IsoUtc text; iso() leaves out a zero fraction
         return value[:-8] + "Z" if value.endswith(".000000Z") else value
     return iso(value)
-
-
-def _as_uuid(value: str | UUID) -> UUID | None:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None

@@ -34,6 +34,7 @@ from executions.services.group_commit import Batch, Entry, GroupCommit
 from flowplatform import tenancy
 from flowplatform.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from flowplatform.principal import Principal
+from flowplatform.representation import as_uuid
 
 TE = TaskExecutionStatus
 logger = logging.getLogger(__name__)
@@ -221,13 +222,7 @@ def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
 
 def _execution_of(entry: Entry[Report]) -> UUID | None:
     """The id of the flow execution an entry reports on; None if it is not an id."""
-    value = entry.work[1]["flow_execution_id"]
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None
+    return as_uuid(entry.work[1]["flow_execution_id"])
 
 
 def _locked_in(runs: Mapping[UUID, Run], entry: Entry[Report]) -> bool:

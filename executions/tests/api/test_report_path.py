@@ -15,6 +15,7 @@ from executions.api import report_path
 from executions.api.task_executions import TaskExecutionsView
 from executions.enums import TaskExecutionStatus
 from executions.models import TaskExecution
+from executions.tests.api.test_task_executions import body as report
 from executions.tests.engine.factories import DIAMOND, latest, shape_definition, start
 from flowplatform.services import create_api_key
 
@@ -42,18 +43,6 @@ def drf_post_fails(monkeypatch):
         raise AssertionError("the DRF view answered a report the lean path should answer")
 
     monkeypatch.setattr(TaskExecutionsView, "post", refuse)
-
-
-def report(execution, **overrides):
-    data = {
-        "flow_execution_id": str(execution.id),
-        "task_name": "a",
-        "task_execution_idx": 0,
-        "status": "completed",
-        "output": {"v": 1},
-    }
-    data.update(overrides)
-    return data
 
 
 def post(client, data, **extra):  # noqa: ANN001, ANN003

@@ -45,6 +45,27 @@ def b_and_c_running(tenant):  # noqa: ANN001, ANN201
     return execution, b, c
 
 
+def report_all_at_once(tenant, tasks: list[dict[str, Any]]) -> Counter[int]:  # noqa: ANN001
+    """Report each task completed over the API, from one thread each, all at once: the
+    status codes answered."""
+    barrier = threading.Barrier(len(tasks))
+    codes: list[int] = []
+
+    def post(task: dict[str, Any]) -> None:
+        try:
+            barrier.wait(10)
+            codes.append(Worker(tenant.client("service")).report(task).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(task,)) for task in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return Counter(codes)
+
+
 def updates_of(execution, name: str) -> list[str]:  # noqa: ANN001
     return [
         event.data["status"]
@@ -107,22 +128,7 @@ def test_concurrent_reports_of_one_flow_execution_all_land(tenant):
     assert worker.report(root).status_code == 200
     middle = worker.claim()
     assert len(middle) == 12
-    barrier = threading.Barrier(len(middle))
-    codes: list[int] = []
-
-    def post(task: dict[str, Any]) -> None:
-        try:
-            barrier.wait(10)
-            codes.append(Worker(tenant.client("service")).report(task).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=post, args=(task,)) for task in middle]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert Counter(codes) == {200: 12}
+    assert report_all_at_once(tenant, middle) == {200: 12}
     done = TaskExecution.objects.filter(flow_execution=execution, status=TE.COMPLETED)
     assert done.count() == 13
     assert TaskExecution.objects.filter(flow_execution=execution, task_name="end").count() == 1
@@ -214,22 +220,7 @@ def test_concurrent_reports_of_several_flow_executions_all_land(tenant):
     together, locked in id order; every report lands and each flow execution goes on."""
     runs = [b_and_c_running(tenant) for _ in range(4)]
     tasks = [task for _, b, c in runs for task in (b, c)]
-    barrier = threading.Barrier(len(tasks))
-    codes: list[int] = []
-
-    def post(task: dict[str, Any]) -> None:
-        try:
-            barrier.wait(10)
-            codes.append(Worker(tenant.client("service")).report(task).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=post, args=(task,)) for task in tasks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert Counter(codes) == {200: len(tasks)}
+    assert report_all_at_once(tenant, tasks) == {200: len(tasks)}
     for execution, _, _ in runs:
         assert latest(execution, "d").status == TE.QUEUED
     assert task_executions._reports._waiting == {}
