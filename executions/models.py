@@ -96,8 +96,12 @@ class TaskExecution(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="task_executions"
     )
+    # No index of its own: the unique key (flow_execution, task_name, task_execution_idx)
+    # serves every lookup by flow execution. With a second, narrower index, PostgreSQL's
+    # estimate for a young flow execution made it look up a key through that one and filter
+    # every execution of the flow execution (0.47 ms for 3,000; 0.02 through the key).
     flow_execution = models.ForeignKey(
-        FlowExecution, on_delete=models.CASCADE, related_name="task_executions"
+        FlowExecution, on_delete=models.CASCADE, related_name="task_executions", db_index=False
     )
     task_name = models.CharField(max_length=200)
     task_execution_idx = models.PositiveIntegerField()
@@ -140,7 +144,6 @@ class TaskExecution(models.Model):
         ]
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="te_org_created"),
-            models.Index(fields=["flow_execution", "task_name"], name="te_fe_task"),
             models.Index(
                 fields=["task_executor_name", "available_at"],
                 name="te_claimable",

@@ -16,8 +16,10 @@ class TaskOutput(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="task_outputs"
     )
+    # No index of its own: the unique (flow_execution, task_name) serves every lookup by
+    # flow execution (a narrower index could be chosen for a key under a low estimate).
     flow_execution = models.ForeignKey(
-        FlowExecution, on_delete=models.CASCADE, related_name="task_outputs"
+        FlowExecution, on_delete=models.CASCADE, related_name="task_outputs", db_index=False
     )
     flow_version = models.PositiveIntegerField(null=True, blank=True)
     task_name = models.CharField(max_length=200)
