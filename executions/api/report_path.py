@@ -17,8 +17,8 @@ the reference: it words every refusal, and the OpenAPI schema describes it. Both
 same answer to the same request (``executions/tests/api/test_report_path.py``).
 
 Under ASGI the report is decided on one of a few threads kept for reports (``executor``);
-the request never gets a thread of its own, and reports of one flow execution arriving together are
-still decided in one transaction (``group_commit``).
+the request never gets a thread of its own, and reports of one organization arriving
+together are still decided in one transaction (``group_commit``).
 """
 
 from __future__ import annotations
@@ -116,16 +116,17 @@ def answer(request: HttpRequest, raw_key: str, body: dict[str, Any]) -> HttpResp
     """Authenticate and decide the report; None when the key does not authenticate or may
     not write (the DRF view words that refusal). Runs the service's queries: under ASGI,
     call it on a thread (``sync_to_async``)."""
-    authenticated = authenticate_raw_key(raw_key)
-    if authenticated is None:
-        return None
-    principal: Principal = authenticated[1]
-    if principal.read_only:
-        return None
-    request.principal_for_logs = principal  # type: ignore[attr-defined]
     try:
+        authenticated = authenticate_raw_key(raw_key)
+        if authenticated is None:
+            return None
+        principal: Principal = authenticated[1]
+        if principal.read_only:
+            return None
+        request.principal_for_logs = principal  # type: ignore[attr-defined]
         outcome = reports.report_and_claim(principal=principal, data=body)
     except Exception as exc:  # noqa: BLE001 - every error leaves in the envelope
+        # (a database outage included: 503 with Retry-After, which workers retry)
         response = json_error_response(exc)
         if response.status_code == 500:
             logger.exception("Unhandled error on %s", request.path)
@@ -207,7 +208,7 @@ class ASGIHandler(asgi.ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        request, error_response = self.create_request(scope, body_file)
+        request, _ = self.create_request(scope, body_file)  # an error: Django answers it
         if request is None or usual_report(request) is None:
             await super().handle(scope, _replay(_body_of(request, body_file)), send)
             body_file.close()

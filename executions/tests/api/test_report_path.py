@@ -202,6 +202,34 @@ def test_an_unexpected_error_is_a_500_envelope_and_logged(
     assert any("boom" in (r.exc_text or "") for r in caplog.records)
 
 
+def test_a_database_outage_is_503_with_retry_after_and_nothing_changes(
+    service_client, tenant, monkeypatch, drf_post_fails
+):
+    """Workers retry 503, not 500: an outage while the key is looked up or the report
+    decided must not cost the report."""
+    from django.db import OperationalError
+
+    from flowplatform import keycache
+
+    execution = start(tenant.organization, shape_definition(DIAMOND))
+    keycache.forget()
+
+    def unavailable(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    for target in (
+        "flowplatform.authentication.find_active_api_key",
+        "executions.api.report_path.reports.report_and_claim",
+    ):
+        with monkeypatch.context() as patched:
+            patched.setattr(target, unavailable)
+            response = post(service_client, report(execution))
+        assert response.status_code == 503, (target, response.content)
+        assert response["Retry-After"] == "1"
+        assert response.json()["error"]["code"] == "service_unavailable"
+        assert latest(execution, "a").status == TE.QUEUED
+
+
 def test_reports_are_logged_and_counted_under_the_views_route(
     service_client, tenant, caplog, drf_post_fails
 ):
