@@ -96,10 +96,22 @@ def on_starting(server: Any) -> None:
     server.log.info("metrics of all workers are collected in %s", path)
 
 
+def pre_fork(server: Any, worker: Any) -> None:
+    """In the master, before forking a worker: its slot on the board of open connections
+    per process (``flowplatform.accept_balance``)."""
+    from flowplatform import accept_balance
+
+    worker.accept_slot = accept_balance.board().take()
+
+
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker ended: its live gauges no longer count (its counters still do)."""
+    """A worker ended: its live gauges no longer count (its counters still do), and its
+    slot on the connections board is free."""
     from prometheus_client import multiprocess
 
+    from flowplatform import accept_balance
+
+    accept_balance.board().release(getattr(worker, "accept_slot", None))
     multiprocess.mark_process_dead(worker.pid)
 
 

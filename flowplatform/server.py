@@ -1,7 +1,7 @@
 """The production ASGI server: gunicorn managing uvicorn worker processes.
 
 ``UvicornWorker`` is uvicorn's gunicorn worker (``uvicorn.workers``; the same class is
-published separately as ``uvicorn-worker``, preferred when installed) with two changes:
+published separately as ``uvicorn-worker``, preferred when installed) with these changes:
 
 - it serves with ``GracefulServer``, which, on SIGTERM, stops accepting connections, then
   closes WebSockets with 1001 and ends claim long-polls (``flowplatform.lifecycle``) before
@@ -10,6 +10,10 @@ published separately as ``uvicorn-worker``, preferred when installed) with two c
 - uvicorn's graceful-shutdown timeout follows gunicorn's ``--graceful-timeout`` (minus a
   margin), so requests still running then are cancelled by uvicorn before gunicorn kills the
   process;
+- its event loop is ``flowplatform.accept_balance.BalancedEventLoop``, which spreads new
+  connections evenly over the server's worker processes (asyncio's loop, not uvloop's: the
+  balancing needs to choose when to accept, and uvloop accepts every waiting connection at
+  once; the report path measured no slower on it);
 - WebSocket frames are not compressed (``websocket_options()``): uvicorn negotiates
   per-message deflate by default, which costs a zlib compression per frame *per client*
   while event frames are small (``bench/ws_fanout.py``: a third of the fan-out's CPU with
@@ -30,7 +34,7 @@ from typing import Any
 import uvicorn
 from gunicorn.arbiter import Arbiter
 
-from flowplatform import lifecycle
+from flowplatform import accept_balance, lifecycle
 
 try:  # the maintained home of the worker class
     from uvicorn_worker import UvicornWorker as _BaseWorker
@@ -54,9 +58,18 @@ def websocket_options() -> dict[str, Any]:
 
 
 class GracefulServer(uvicorn.Server):
+    balance: accept_balance.Balance | None = None
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.balance is not None:
+            self.balance.write()  # every 0.1 s: the other processes see this one live
+        return await super().on_tick(counter)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Stop accepting first, so a client told "going away" cannot reconnect to this
         # process; uvicorn's shutdown repeats these (idempotent) steps.
+        if self.balance is not None:
+            self.balance.leave()
         for server in self.servers:
             server.close()
         for sock in sockets or []:
@@ -76,7 +89,7 @@ def _flush_events(timeout: float) -> None:
 
 class UvicornWorker(_BaseWorker):  # type: ignore[misc, valid-type]
     CONFIG_KWARGS: dict[str, Any] = {
-        "loop": "auto",
+        "loop": "flowplatform.accept_balance:BalancedEventLoop",
         "http": "auto",
         # The application has no lifespan handler (Channels' router would refuse the scope).
         "lifespan": "off",
@@ -92,7 +105,20 @@ class UvicornWorker(_BaseWorker):  # type: ignore[misc, valid-type]
     async def _serve(self) -> None:
         self.config.app = self.wsgi
         server = GracefulServer(config=self.config)
+        self._balance(server)
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    def _balance(self, server: GracefulServer) -> None:
+        """Take part in spreading connections, with the slot the master gave this worker
+        (``flowplatform.gunicorn_conf.pre_fork``)."""
+        loop = asyncio.get_running_loop()
+        slot = getattr(self, "accept_slot", None)
+        if not isinstance(loop, accept_balance.BalancedEventLoop) or slot is None:
+            return
+        state = server.server_state
+        server.balance = loop.balance = accept_balance.Balance(
+            accept_balance.board(), slot, lambda: len(state.connections)
+        )
