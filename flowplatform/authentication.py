@@ -9,7 +9,7 @@ from flowplatform import tenancy
 from flowplatform.exceptions import Unauthorized
 from flowplatform.models import ApiKey, Membership
 from flowplatform.principal import Principal, ServicePrincipalUser
-from flowplatform.services import find_active_api_key, touch_api_key
+from flowplatform.services import find_active_api_key, known_api_key, touch_api_key
 
 
 def raw_key_from_headers(headers) -> str | None:  # noqa: ANN001 - HttpHeaders or dict
@@ -61,6 +61,14 @@ def authenticate_raw_key(raw_key: str) -> tuple[object, Principal] | None:
         )
     )
     return user, principal
+
+
+def principal_without_queries(raw_key: str) -> Principal | None:
+    """The principal of ``raw_key`` when authenticating it needs no query
+    (``known_api_key``), as ``authenticate_raw_key`` would find it; None otherwise (then
+    ``authenticate_raw_key`` decides)."""
+    key = known_api_key(raw_key=raw_key)
+    return None if key is None else principal_for_key(key)
 
 
 def principal_for_session_user(user) -> Principal | None:  # noqa: ANN001

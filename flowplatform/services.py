@@ -188,6 +188,20 @@ def _converters(field: Field) -> tuple[Any, list[Any]]:
     return column, connection.ops.get_db_converters(column) + field.get_db_converters(connection)
 
 
+def known_api_key(*, raw_key: str) -> ApiKey | None:
+    """The live key matching ``raw_key`` if authenticating it now needs no query: this
+    process found it lately (``keycache``) and recorded its use lately (``touch_api_key``).
+    None otherwise, which says nothing about the key: ``find_active_api_key`` decides."""
+    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 128:
+        return None
+    key = keycache.get(hash_key(raw_key))
+    if key is None or not key.last_used_at:
+        return None
+    if timezone.now() - key.last_used_at >= LAST_USED_RESOLUTION:
+        return None
+    return key
+
+
 def touch_api_key(*, api_key: ApiKey) -> None:
     """Record use, at most once per ``LAST_USED_RESOLUTION`` (a conditional update)."""
     now = timezone.now()

@@ -16,9 +16,12 @@ accept, one that could hold unstorable characters) passes on to the DRF view, wh
 the reference: it words every refusal, and the OpenAPI schema describes it. Both give the
 same answer to the same request (``executions/tests/api/test_report_path.py``).
 
-Under ASGI the report is decided on one of a few threads kept for reports (``executor``);
-the request never gets a thread of its own, and reports of one organization arriving
-together are still decided in one transaction (``group_commit``).
+Under ASGI the request never gets a thread of its own. When its key needs no query (found
+and recorded lately: ``principal_without_queries``), it waits in the event loop for the
+batch that decides it (``report_and_claim_async``), and only the batches run on one of a
+few threads kept for reports (``executor``): a report decided by another's batch costs no
+thread hop. Otherwise the whole answer runs on one of those threads. Either way, reports of
+one organization arriving together are decided in one transaction (``group_commit``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,11 @@ from rest_framework.utils import json as drf_json
 from executions.api.task_execution_schemas import report_body
 from executions.representations import task_execution_data
 from executions.services import task_executions as reports
-from flowplatform.authentication import authenticate_raw_key, raw_key_from_headers
+from flowplatform.authentication import (
+    authenticate_raw_key,
+    principal_without_queries,
+    raw_key_from_headers,
+)
 from flowplatform.exceptions import Unauthorized, json_error_response
 from flowplatform.parsers import _ESCAPES
 from flowplatform.principal import Principal
@@ -57,9 +64,10 @@ ALLOW = "GET, POST, PUT, HEAD, OPTIONS"
 _PLAIN = ({}, {"charset": "utf-8"}, {"charset": "UTF-8"})
 
 
-# Under ASGI the reports' decisions run here. Reports of one flow execution wait for the
-# batch ahead of theirs on these threads (``group_commit``), so there are more threads than
-# cores; each holds a database connection only while it decides.
+# Under ASGI the reports' batches run here, and the whole answer of a report whose key needs
+# a query. Such reports wait for the batch ahead of theirs on these threads
+# (``group_commit``), so there are more threads than cores; each holds a database
+# connection only while it decides.
 executor = ThreadPoolExecutor(
     max_workers=getattr(settings, "REPORT_THREADS", 8), thread_name_prefix="reports"
 )
@@ -126,11 +134,33 @@ def answer(request: HttpRequest, raw_key: str, body: dict[str, Any]) -> HttpResp
         request.principal_for_logs = principal  # type: ignore[attr-defined]
         outcome = reports.report_and_claim(principal=principal, data=body)
     except Exception as exc:  # noqa: BLE001 - every error leaves in the envelope
-        # (a database outage included: 503 with Retry-After, which workers retry)
-        response = json_error_response(exc)
-        if response.status_code == 500:
-            logger.exception("Unhandled error on %s", request.path)
-        return _with_allow(response)
+        return _error(request, exc)
+    return _respond(outcome)
+
+
+async def answer_in_loop(
+    request: HttpRequest, principal: Principal, body: dict[str, Any]
+) -> HttpResponse:
+    """``answer`` for a principal known without queries, waiting in the event loop."""
+    request.principal_for_logs = principal  # type: ignore[attr-defined]
+    try:
+        outcome = await reports.report_and_claim_async(
+            principal=principal, data=body, start=_start_batch
+        )
+    except Exception as exc:  # noqa: BLE001 - every error leaves in the envelope
+        return _error(request, exc)
+    return _respond(outcome)
+
+
+def _error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # A database outage included: 503 with Retry-After, which workers retry.
+    response = json_error_response(exc)
+    if response.status_code == 500:
+        logger.error("Unhandled error on %s", request.path, exc_info=exc)
+    return _with_allow(response)
+
+
+def _respond(outcome: reports.ReportOutcome) -> HttpResponse:
     data = task_execution_data(outcome.task)
     if outcome.claimed is not None:
         data["claimed"] = outcome.claimed
@@ -143,6 +173,20 @@ def answer(request: HttpRequest, raw_key: str, body: dict[str, Any]) -> HttpResp
 def _with_allow(response: HttpResponse) -> HttpResponse:
     response["Allow"] = ALLOW
     return response
+
+
+def _start_batch(lead: Any) -> None:
+    """Run a batch of reports (``lead``) on a report thread."""
+    executor.submit(_tidily, lead)
+
+
+def _tidily(run: Any) -> None:
+    """``run`` on a report thread, whose database connection then goes back (to the pool,
+    or closed if broken or too old), as at the end of a request."""
+    try:
+        run()
+    finally:
+        close_old_connections()
 
 
 def _answer_on_thread(request: HttpRequest, raw_key: str, body: dict[str, Any]) -> Any:
@@ -182,6 +226,10 @@ class WorkerReportMiddleware:
         report = usual_report(request)
         if report is not None:
             request.resolver_match = _resolved()
+            raw_key, body = report
+            principal = principal_without_queries(raw_key)
+            if principal is not None and not principal.read_only:
+                return await answer_in_loop(request, principal, body)
             response = await sync_to_async(
                 _answer_on_thread, thread_sensitive=False, executor=executor
             )(request, *report)

@@ -100,6 +100,36 @@ def report_and_claim(*, principal: Principal, data: Mapping[str, Any]) -> Report
     transaction (``group_commit``), and the claims in the next; it returns once they have
     committed. Inside a caller's transaction both are decided there.
     """
+    check_report(principal, data)
+    if connection.in_atomic_block:
+        with transaction.atomic(), collecting():
+            with wakeup.holding() as wakeups:
+                task, created = _apply(_locked_run(principal, data), principal, data)
+                claimed = _claim_next(principal, data) if data.get("claim") else None
+            _taken(wakeups, principal, claimed or ())
+            wakeup.notify_on_commit(wakeups.elements())
+        return ReportOutcome(task, created, claimed)
+    return _reports.submit(principal.organization.pk, (principal, data))
+
+
+async def report_and_claim_async(
+    *,
+    principal: Principal,
+    data: Mapping[str, Any],
+    start: Callable[[Callable[[], None]], None],
+) -> ReportOutcome:
+    """``report_and_claim`` for a caller in an event loop, which waits there for its batch
+    (``GroupCommit.submit_async``); the batches it leads run through ``start``, on a
+    thread. Bad input is refused before it waits."""
+    check_report(principal, data)
+    outcome: ReportOutcome = await _reports.submit_async(
+        principal.organization.pk, (principal, data), start=start
+    )
+    return outcome
+
+
+def check_report(principal: Principal, data: Mapping[str, Any]) -> None:
+    """What a report is refused for before it is decided."""
     check_organization(principal, data)
     status = data["status"]
     if status not in TASK_REPORTABLE:
@@ -110,15 +140,6 @@ def report_and_claim(*, principal: Principal, data: Mapping[str, Any]) -> Report
         )
     if data.get("claim"):
         check_claim(principal, data)
-    if connection.in_atomic_block:
-        with transaction.atomic(), collecting():
-            with wakeup.holding() as wakeups:
-                task, created = _apply(_locked_run(principal, data), principal, data)
-                claimed = _claim_next(principal, data) if data.get("claim") else None
-            _taken(wakeups, principal, claimed or ())
-            wakeup.notify_on_commit(wakeups.elements())
-        return ReportOutcome(task, created, claimed)
-    return _reports.submit(principal.organization.pk, (principal, data))
 
 
 def check_claim(principal: Principal, data: Mapping[str, Any]) -> None:

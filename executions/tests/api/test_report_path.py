@@ -4,6 +4,7 @@ decides reports without a thread of the request's own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -402,3 +403,108 @@ async def test_the_asgi_application_serves_reports_without_a_thread_per_request(
     assert status == 401 and body["error"]["code"] == "unauthorized"
     status, _, body = await _asgi_post(b"", tenant.service_key, path="/api/me", method="GET")
     assert status == 200 and body["organization_id"] == str(tenant.organization.id)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.anyio
+async def test_a_report_with_a_known_key_waits_in_the_event_loop_for_its_batch(
+    tenant, monkeypatch, report_thread, close_thread_connections
+):
+    """Once its key is known without a query, a report is not sent to a thread as a whole:
+    it waits in the event loop, and only its batch runs on a report thread. Concurrent
+    reports are all decided and answered as the thread path answers them."""
+    from asgiref.sync import sync_to_async
+
+    execution = await sync_to_async(start)(tenant.organization, shape_definition(DIAMOND))
+    first = await _asgi_post(json.dumps(report(execution)).encode(), tenant.service_key)
+    assert first[0] == 200, first  # the key is now cached and its use recorded
+
+    batch_threads: list[threading.Thread] = []
+    start_batch = report_path._start_batch
+
+    def recording(lead):  # noqa: ANN001, ANN202
+        def run():  # noqa: ANN202
+            batch_threads.append(threading.current_thread())
+            lead()
+
+        start_batch(run)
+
+    def whole_answer(*args):  # noqa: ANN002, ANN202
+        raise AssertionError("a report with a known key was answered on a thread")
+
+    monkeypatch.setattr(report_path, "_start_batch", recording)
+    monkeypatch.setattr(report_path, "answer", whole_answer)
+    bodies = [
+        report(execution, task_name="b", task_execution_idx=idx, output={"n": idx})
+        for idx in range(1, 13)
+    ]
+    answers = await asyncio.gather(
+        *(_asgi_post(json.dumps(b).encode(), tenant.service_key) for b in bodies)
+    )
+    assert [status for status, _, _ in answers] == [201] * 12, answers
+    assert {body["task_execution_idx"] for _, _, body in answers} == set(range(1, 13))
+    assert all(headers["x-request-id"] for _, headers, _ in answers)
+    assert batch_threads and all(t in report_thread._threads for t in batch_threads)
+    stored = await sync_to_async(
+        lambda: sorted(
+            TaskExecution.objects.filter(flow_execution=execution, task_name="b")
+            .exclude(task_execution_idx=0)
+            .values_list("task_execution_idx", "output")
+        )
+    )()
+    assert stored == [(idx, {"n": idx}) for idx in range(1, 13)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.anyio
+async def test_in_the_event_loop_refusals_and_outages_are_answered_in_the_envelope(
+    tenant, monkeypatch, report_thread, close_thread_connections
+):
+    """The same refusals as on the thread path, each in the envelope, and nothing changes:
+    a finished task reported otherwise (409), an unknown flow execution (404), another
+    organization's id (403), and a database outage while the batch is decided (503)."""
+    import uuid
+
+    from asgiref.sync import sync_to_async
+    from django.db import OperationalError
+
+    from executions.services import task_executions
+
+    execution = await sync_to_async(start)(tenant.organization, shape_definition(DIAMOND))
+    done = await _asgi_post(json.dumps(report(execution)).encode(), tenant.service_key)
+    assert done[0] == 200, done
+
+    def whole_answer(*args):  # noqa: ANN002, ANN202
+        raise AssertionError("a report with a known key was answered on a thread")
+
+    monkeypatch.setattr(report_path, "answer", whole_answer)
+    cases = [
+        (report(execution, output={"v": 2}), 409, "conflict"),
+        (report(execution, flow_execution_id=str(uuid.uuid4())), 404, "not_found"),
+        (report(execution, organization_id=str(uuid.uuid4())), 403, "forbidden"),
+    ]
+    for body, status, code in cases:
+        got, headers, answer = await _asgi_post(json.dumps(body).encode(), tenant.service_key)
+        assert (got, answer["error"]["code"]) == (status, code), answer
+        assert headers["allow"] == report_path.ALLOW
+
+    def outage(batch):  # noqa: ANN001, ANN202
+        raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    monkeypatch.setattr(task_executions._reports, "_decide", outage)
+    running = report(execution, task_name="b", status="running", output=None)
+    got, headers, answer = await _asgi_post(json.dumps(running).encode(), tenant.service_key)
+    assert got == 503 and headers["retry-after"] == "1", answer
+    assert answer["error"]["code"] == "service_unavailable"
+    stored = await sync_to_async(
+        lambda: list(
+            TaskExecution.objects.filter(flow_execution=execution).values_list(
+                "task_name", "status", "output"
+            )
+        )
+    )()
+    assert sorted(stored) == [
+        ("a", TE.COMPLETED, {"v": 1}),
+        ("b", TE.QUEUED, None),
+        ("c", TE.QUEUED, None),
+    ]

@@ -267,3 +267,97 @@ def test_a_batch_takes_in_only_what_it_accepts_and_the_rest_follows_in_order():
     assert callers.join() == {"a1": "A1", "b1": "B1", "a2": "A2", "b2": "B2"}
     assert taken.is_set()
     assert batches == [["a1", "a2"], ["b1", "b2"]]
+
+
+# -- callers in an event loop (``submit_async``) ----------------------------------------------
+
+
+class Starter:
+    """A ``start`` that runs each batch on a thread of its own, and counts them."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, lead: Callable[[], None]) -> None:
+        thread = threading.Thread(target=lead)
+        self.threads.append(thread)
+        thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(10)
+
+
+def test_callers_in_an_event_loop_wait_there_and_batches_run_on_started_threads():
+    import asyncio
+
+    recorder = Recorder()
+    group = GroupCommit(recorder)
+    start = Starter()
+
+    async def main() -> list[object]:
+        first = asyncio.ensure_future(group.submit_async("k", "a", start=start))
+        await asyncio.to_thread(recorder.started.wait, 10)
+        rest = [asyncio.ensure_future(group.submit_async("k", w, start=start)) for w in "bcd"]
+        await asyncio.sleep(0.05)  # queued behind the first batch
+        loop_thread = threading.current_thread()
+        recorder.release.set()
+        results = await asyncio.gather(first, *rest)
+        assert loop_thread not in start.threads
+        return results
+
+    assert asyncio.run(main()) == ["A", "B", "C", "D"]
+    start.join()
+    assert recorder.batches == [["a"], ["b", "c", "d"]]
+    assert len(start.threads) == 2  # one thread per batch, none per caller
+
+
+def test_threads_and_event_loop_callers_share_batches_and_hand_the_lead_over():
+    import asyncio
+
+    recorder = Recorder(fail={"y"})
+    group = GroupCommit(recorder)
+    start = Starter()
+    callers = Callers(group)
+    callers.start("a")  # a thread leads the first batch
+    assert recorder.started.wait(10)
+
+    async def main() -> list[object]:
+        mine = [asyncio.ensure_future(group.submit_async("k", w, start=start)) for w in "xy"]
+        await asyncio.sleep(0.05)
+        callers.start("b")  # a thread waits behind them
+        await asyncio.to_thread(wait_until, lambda: len(group._waiting["k"]) == 3)
+        recorder.release.set()
+        return await asyncio.gather(*mine, return_exceptions=True)
+
+    x, y = asyncio.run(main())
+    callers.join()
+    start.join()
+    assert x == "X" and isinstance(y, ValueError)
+    assert callers.outcomes == {"a": "A", "b": "B"}
+    # The second batch (led for an event loop caller) ran on a started thread.
+    assert recorder.batches == [["a"], ["x", "y", "b"]]
+    assert len(start.threads) == 1
+
+
+def test_a_cancelled_caller_is_decided_all_the_same_and_nobody_waits_for_it():
+    import asyncio
+
+    recorder = Recorder()
+    group = GroupCommit(recorder)
+    start = Starter()
+
+    async def main() -> object:
+        first = asyncio.ensure_future(group.submit_async("k", "a", start=start))
+        await asyncio.to_thread(recorder.started.wait, 10)
+        gone = asyncio.ensure_future(group.submit_async("k", "b", start=start))
+        after = asyncio.ensure_future(group.submit_async("k", "c", start=start))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # the next batch is to be led for it
+        recorder.release.set()
+        await first
+        return await after
+
+    assert asyncio.run(main()) == "C"
+    start.join()
+    assert recorder.batches == [["a"], ["b", "c"]]
