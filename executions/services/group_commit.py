@@ -54,14 +54,6 @@ class Entry(Generic[T]):
             raise self.error
         return self.result
 
-    def wake(self) -> None:
-        """Tell the caller its entry is decided."""
-        if self.future is None:
-            self.done.set()
-            return
-        with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits
-            self.future.get_loop().call_soon_threadsafe(_settle, self.future)
-
     def hand_lead(self, lead: Callable[[], None]) -> None:
         """Have the next batch of the key led for this entry: by its caller's thread,
         waiting in ``submit``, or on a thread its ``start`` provides."""
@@ -72,9 +64,24 @@ class Entry(Generic[T]):
             self.start(lead)
 
 
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():  # not cancelled: the caller may have gone
-        future.set_result(None)
+def wake(entries: list[Entry[T]]) -> None:
+    """Tell the entries' callers they are decided: threads through their events, callers
+    in an event loop with one call into each loop (waking a loop costs a system call)."""
+    loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for entry in entries:
+        if entry.future is None:
+            entry.done.set()
+        else:
+            loops.setdefault(entry.future.get_loop(), []).append(entry.future)
+    for loop, futures in loops.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(_settle, futures)
+
+
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # not cancelled: the caller may have gone
+            future.set_result(None)
 
 
 class Batch(list[Entry[T]]):
@@ -197,5 +204,4 @@ class GroupCommit(Generic[T]):
                     if entry.result is None and entry.error is None:
                         entry.error = exc
             finally:
-                for entry in batch:  # the first is this thread's own, or awaited elsewhere
-                    entry.wake()
+                wake(batch)  # the first is this thread's own entry, or awaited elsewhere
