@@ -18,9 +18,10 @@ same answer to the same request (``executions/tests/api/test_report_path.py``).
 
 Under ASGI the request never gets a thread of its own. When its key needs no query (found
 and recorded lately: ``principal_without_queries``), it waits in the event loop for the
-batch that decides it (``report_and_claim_async``), and only the batches run on one of a
-few threads kept for reports (``executor``): a report decided by another's batch costs no
-thread hop. Otherwise the whole answer runs on one of those threads. Either way, reports of
+batch that decides it (``report_and_claim_async``), and only the batches run on threads
+kept for them (``batch_executor``): a report decided by another's batch costs no thread
+hop. Otherwise the whole answer runs on one of a few threads kept for reports
+(``executor``). Either way, reports of
 one organization arriving together are decided in one transaction (``group_commit``).
 """
 
@@ -64,12 +65,17 @@ ALLOW = "GET, POST, PUT, HEAD, OPTIONS"
 _PLAIN = ({}, {"charset": "utf-8"}, {"charset": "UTF-8"})
 
 
-# Under ASGI the reports' batches run here, and the whole answer of a report whose key needs
-# a query. Such reports wait for the batch ahead of theirs on these threads
-# (``group_commit``), so there are more threads than cores; each holds a database
-# connection only while it decides.
+# Under ASGI the whole answer of a report whose key needs a query runs here. Such a report
+# waits on its thread for the batch that decides it (``group_commit``), so there are more
+# threads than cores.
 executor = ThreadPoolExecutor(
     max_workers=getattr(settings, "REPORT_THREADS", 8), thread_name_prefix="reports"
+)
+# The batches run on threads of their own: were they queued behind the reports waiting for
+# them above, those could wait forever. A thread holds a database connection only while
+# it decides.
+batch_executor = ThreadPoolExecutor(
+    max_workers=getattr(settings, "REPORT_THREADS", 8), thread_name_prefix="report-batches"
 )
 
 
@@ -176,8 +182,8 @@ def _with_allow(response: HttpResponse) -> HttpResponse:
 
 
 def _start_batch(lead: Any) -> None:
-    """Run a batch of reports (``lead``) on a report thread."""
-    executor.submit(_tidily, lead)
+    """Run a batch of reports (``lead``) on a batch thread."""
+    batch_executor.submit(_tidily, lead)
 
 
 def _tidily(run: Any) -> None:

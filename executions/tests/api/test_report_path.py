@@ -277,6 +277,20 @@ def report_thread(monkeypatch):
     executor.shutdown()
 
 
+@pytest.fixture
+def batch_thread(monkeypatch):
+    """One thread for batches of reports, as ``report_thread``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    monkeypatch.setattr(report_path, "batch_executor", executor)
+    yield executor
+    executor.submit(connections.close_all).result()
+    executor.shutdown()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.anyio
 async def test_under_asgi_a_report_is_decided_on_a_report_thread(
@@ -408,7 +422,7 @@ async def test_the_asgi_application_serves_reports_without_a_thread_per_request(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.anyio
 async def test_a_report_with_a_known_key_waits_in_the_event_loop_for_its_batch(
-    tenant, monkeypatch, report_thread, close_thread_connections
+    tenant, monkeypatch, report_thread, batch_thread, close_thread_connections
 ):
     """Once its key is known without a query, a report is not sent to a thread as a whole:
     it waits in the event loop, and only its batch runs on a report thread. Concurrent
@@ -444,7 +458,7 @@ async def test_a_report_with_a_known_key_waits_in_the_event_loop_for_its_batch(
     assert [status for status, _, _ in answers] == [201] * 12, answers
     assert {body["task_execution_idx"] for _, _, body in answers} == set(range(1, 13))
     assert all(headers["x-request-id"] for _, headers, _ in answers)
-    assert batch_threads and all(t in report_thread._threads for t in batch_threads)
+    assert batch_threads and all(t in batch_thread._threads for t in batch_threads)
     stored = await sync_to_async(
         lambda: sorted(
             TaskExecution.objects.filter(flow_execution=execution, task_name="b")
@@ -458,7 +472,7 @@ async def test_a_report_with_a_known_key_waits_in_the_event_loop_for_its_batch(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.anyio
 async def test_in_the_event_loop_refusals_and_outages_are_answered_in_the_envelope(
-    tenant, monkeypatch, report_thread, close_thread_connections
+    tenant, monkeypatch, report_thread, batch_thread, close_thread_connections
 ):
     """The same refusals as on the thread path, each in the envelope, and nothing changes:
     a finished task reported otherwise (409), an unknown flow execution (404), another
@@ -508,3 +522,27 @@ async def test_in_the_event_loop_refusals_and_outages_are_answered_in_the_envelo
         ("b", TE.QUEUED, None),
         ("c", TE.QUEUED, None),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.anyio
+async def test_a_batch_never_waits_behind_reports_waiting_on_their_threads(
+    tenant, report_thread, batch_thread, close_thread_connections
+):
+    """Reports whose key needs a query wait on the report threads for their batch; were
+    batches queued behind them, a batch led for a report in the event loop could never
+    start. With every report thread taken, such a report is still decided."""
+    from asgiref.sync import sync_to_async
+
+    execution = await sync_to_async(start)(tenant.organization, shape_definition(DIAMOND))
+    warm = await _asgi_post(json.dumps(report(execution)).encode(), tenant.service_key)
+    assert warm[0] == 200, warm
+    release = threading.Event()
+    taken = report_thread.submit(release.wait, 20)  # the only report thread, busy
+    try:
+        body = report(execution, task_name="b", status="running", output=None)
+        status, _, answer = await _asgi_post(json.dumps(body).encode(), tenant.service_key)
+        assert status == 200 and answer["status"] == TE.RUNNING, answer
+    finally:
+        release.set()
+        taken.result(5)
