@@ -5,8 +5,9 @@ process waiting on it, and an asyncio event loop then accepts every connection w
 to the socket's backlog. Clients that connect at once (a fleet of workers starting, a load
 balancer filling its pool) mostly land on whichever process woke first, and with keep-alive
 they stay there: sixteen benchmark clients were seen split 14/2 and 15/1 over two
-processes. The busy process queues their requests while the other idles, and the tail of
-request latency doubles (``bench/README.md``, "Connections over the processes").
+processes. The busy process queues their requests while the other idles: the p99 of
+worker reports was 36 ms at an even split and 57-68 ms at 14/2 and 15/1
+(``bench/README.md``, "Connections over the processes").
 
 ``BalancedEventLoop`` accepts one connection per wake-up, and a process that holds more
 open connections than another live process of its server leaves a new connection, for
