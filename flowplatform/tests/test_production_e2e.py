@@ -392,7 +392,7 @@ def test_connections_opened_at_once_are_spread_over_the_worker_processes(
     try:
         counts = established_per_process(server)
         assert sum(counts) == BURST and len(counts) == 2, counts
-        assert max(counts) - min(counts) <= 2, counts
+        assert max(counts) - min(counts) <= 4, counts  # one process's accept: 32/16 or worse
     finally:
         for client in clients:
             client.close()
