@@ -10,10 +10,8 @@ published separately as ``uvicorn-worker``, preferred when installed) with these
 - uvicorn's graceful-shutdown timeout follows gunicorn's ``--graceful-timeout`` (minus a
   margin), so requests still running then are cancelled by uvicorn before gunicorn kills the
   process;
-- its event loop is ``flowplatform.accept_balance.BalancedEventLoop``, which spreads new
-  connections evenly over the server's worker processes (asyncio's loop, not uvloop's: the
-  balancing needs to choose when to accept, and uvloop accepts every waiting connection at
-  once; the report path measured no slower on it);
+- its event loop (``flowplatform.accept_balance.new_event_loop``: uvloop's, as uvicorn's
+  ``auto`` would pick) spreads new connections evenly over the server's worker processes;
 - WebSocket frames are not compressed (``websocket_options()``): uvicorn negotiates
   per-message deflate by default, which costs a zlib compression per frame *per client*
   while event frames are small (``bench/ws_fanout.py``: a third of the fan-out's CPU with
@@ -89,7 +87,7 @@ def _flush_events(timeout: float) -> None:
 
 class UvicornWorker(_BaseWorker):  # type: ignore[misc, valid-type]
     CONFIG_KWARGS: dict[str, Any] = {
-        "loop": "flowplatform.accept_balance:BalancedEventLoop",
+        "loop": "flowplatform.accept_balance:new_event_loop",
         "http": "auto",
         # The application has no lifespan handler (Channels' router would refuse the scope).
         "lifespan": "off",
@@ -116,7 +114,7 @@ class UvicornWorker(_BaseWorker):  # type: ignore[misc, valid-type]
         (``flowplatform.gunicorn_conf.pre_fork``)."""
         loop = asyncio.get_running_loop()
         slot = getattr(self, "accept_slot", None)
-        if not isinstance(loop, accept_balance.BalancedEventLoop) or slot is None:
+        if not isinstance(loop, accept_balance.Balancing) or slot is None:
             return
         state = server.server_state
         server.balance = loop.balance = accept_balance.Balance(
