@@ -161,8 +161,8 @@ class GroupCommit(Generic[T]):
         thread (and return at once): the batches this caller is to lead run there, so they
         go on if the caller is cancelled. A cancelled caller's work is decided all the
         same, as a caller that stopped waiting in ``submit`` would have it."""
-        entry: Entry[T] = Entry(work, future=asyncio.get_running_loop().create_future())
-        entry.start = start
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry: Entry[T] = Entry(work, future=future, start=start)
         with self._lock:
             waiting = self._waiting.get(key)
             leads = waiting is None
@@ -172,8 +172,7 @@ class GroupCommit(Generic[T]):
                 waiting.append(entry)
         if leads:
             start(functools.partial(self._lead, key))
-        assert entry.future is not None
-        await entry.future
+        await future
         return entry.outcome()
 
     def _lead(self, key: Hashable) -> None:
