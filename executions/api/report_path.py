@@ -21,8 +21,8 @@ and recorded lately: ``principal_without_queries``), it waits in the event loop 
 batch that decides it (``report_and_claim_async``), and only the batches run on threads
 kept for them (``batch_executor``): a report decided by another's batch costs no thread
 hop. Otherwise the whole answer runs on one of a few threads kept for reports
-(``executor``). Either way, reports of
-one organization arriving together are decided in one transaction (``group_commit``).
+(``executor``). Either way, reports of one organization arriving together are decided in
+one transaction (``group_commit``).
 """
 
 from __future__ import annotations
@@ -186,22 +186,18 @@ def _start_batch(lead: Any) -> None:
     batch_executor.submit(_tidily, lead)
 
 
-def _tidily(run: Any) -> None:
-    """``run`` on a report thread, whose database connection then goes back (to the pool,
-    or closed if broken or too old), as at the end of a request."""
+def _tidily(run: Any) -> Any:
+    """``run()`` on a report or batch thread, whose database connection then goes back (to
+    the pool, or closed if broken or too old), as at the end of a request."""
     try:
-        run()
+        return run()
     finally:
         close_old_connections()
 
 
 def _answer_on_thread(request: HttpRequest, raw_key: str, body: dict[str, Any]) -> Any:
-    """``answer`` on an executor thread, whose database connection goes back (to the pool,
-    or closed if broken or too old) when it is done, as at the end of a request."""
-    try:
-        return answer(request, raw_key, body)
-    finally:
-        close_old_connections()
+    """``answer`` on a report thread (``executor``)."""
+    return _tidily(functools.partial(answer, request, raw_key, body))
 
 
 class WorkerReportMiddleware:
