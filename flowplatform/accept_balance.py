@@ -119,10 +119,11 @@ class Balance:
         if not self.left:
             self.board.write(self.slot, self.connections())
 
-    def others_less_busy(self) -> bool:
+    def others_less_busy(self, accepting: int = 0) -> bool:
         """Whether another live process, not passed over, holds fewer connections than
-        this one."""
-        mine = self.connections()
+        this one (those it holds, and the ``accepting`` it accepted and is still setting
+        up)."""
+        mine = self.connections() + accepting
         self.board.write(self.slot, mine)
         return any(count < mine for _, count, _ in self._candidates())
 
@@ -164,6 +165,7 @@ class BalancedServer:
         self._serving = True
         self._timer: asyncio.TimerHandle | None = None
         self._paused_at = 0.0
+        self._accepting = 0  # accepted, still being set up: not yet among the connections
         self.deferrals = 0  # connections left to another process first
         sock.setblocking(False)
         loop.add_reader(self._fd, self._readable)
@@ -192,7 +194,7 @@ class BalancedServer:
         return None
 
     def _readable(self) -> None:
-        if self._balance.others_less_busy():
+        if self._balance.others_less_busy(self._accepting):
             self.deferrals += 1
             self._pause(ACCEPT_DEFER_SECONDS)
             return
@@ -227,6 +229,7 @@ class BalancedServer:
             self._pause(1.0)
             return False
         conn.setblocking(False)
+        self._accepting += 1
         self._loop.create_task(self._connect(conn))
         return True
 
@@ -236,6 +239,8 @@ class BalancedServer:
         except Exception:  # noqa: BLE001 - one connection failed, not the server
             logger.exception("setting up an accepted connection failed")
             conn.close()
+        finally:
+            self._accepting -= 1
 
 
 class Balancing:
