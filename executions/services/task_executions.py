@@ -347,7 +347,7 @@ def _apply(
     idx = data["task_execution_idx"]
     if latest is not None and latest.task_execution_idx == idx:
         try:
-            _update(run, latest, data, actor=actor, read_unlocked=True)
+            _update(run, latest, principal, data, actor=actor, read_unlocked=True)
             return latest, False
         except transitions.StatusChanged:
             pass  # claimed meanwhile: decide again on the locked row
@@ -366,7 +366,7 @@ def _apply(
         assert task is not None
     if run.latest.get(task.task_name, task).id == task.id:
         run.record(task)
-    _update(run, task, data, actor=actor)
+    _update(run, task, principal, data, actor=actor)
     return task, False
 
 
@@ -433,6 +433,7 @@ def _create(
 def _update(
     run: Run,
     task: TaskExecution,
+    principal: Principal,
     data: Mapping[str, Any],
     *,
     actor: str,
@@ -450,8 +451,13 @@ def _update(
             "a finished task execution."
         )
     worker = data.get("worker_id")
-    if task.status == TE.RUNNING and worker and task.lease_owner and worker != task.lease_owner:
-        raise Conflict("Another worker holds this task execution's lease.")
+    if task.status == TE.RUNNING and task.lease_owner:
+        if not principal.is_service:
+            raise Conflict(
+                "A worker holds this task execution's lease: a person edits it with PUT."
+            )
+        if worker != task.lease_owner:
+            raise Conflict("Only the worker holding the lease reports on this task execution.")
     if same:
         return
     transitions.change_task_status(
