@@ -231,7 +231,11 @@ def test_person_may_fail_or_complete_a_finished_task(user_client, finished):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("task_name", "b"), ("task_execution_idx", 3), ("flow_execution_id", "6c7901ab-83e4-4718-ab54-0f30a29ac868")],
+    [
+        ("task_name", "b"),
+        ("task_execution_idx", 3),
+        ("flow_execution_id", "6c7901ab-83e4-4718-ab54-0f30a29ac868"),
+    ],
 )
 def test_identity_cannot_change(user_client, finished, field, value):
     assert put(user_client, latest(finished, "a"), **{field: value}).status_code == 400

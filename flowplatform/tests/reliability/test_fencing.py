@@ -21,7 +21,7 @@ URL = "/api/task-executions"
 @pytest.fixture
 def leased(tenant, service_client):
     """A task execution claimed by worker ``holder``."""
-    execution = start(tenant.organization, shape_definition({"a": []}))
+    start(tenant.organization, shape_definition({"a": []}))
     response = service_client.post(
         f"{URL}/claim", {"worker_id": "holder", "executors": ["noop"]}, format="json"
     )
