@@ -1,23 +1,26 @@
-"""The JSON body parser of every API view.
+"""JSON documents as the API accepts them, and the JSON body parser of every API view.
 
-DRF's own parser, plus one rule the database imposes: no string in a body, key or value, may
-contain U+0000 or a lone UTF-16 surrogate (``"\\ud800"`` without its pair). PostgreSQL stores
-neither in ``text`` nor in ``jsonb``, and a lone surrogate cannot be encoded as UTF-8 in a
-response either, so without this check such a body failed with a 500 (at the INSERT on
-PostgreSQL, at rendering on SQLite). It is refused up front, on every database alike, as a
-422 naming where the character is (``loc`` = ``["body", <key>, <index>, ...]``).
+A client's JSON (a body, a YAML body read into the same data, a definition's text, a browser
+form's input) is accepted only if everything stored from it can be written back: in a
+response, an event, a replay. ``check_document`` refuses, with a 422 naming each place
+(``loc`` = ``["body", <key>, <index>, ...]``):
 
-The check costs a substring search of the raw body on the hot path: UTF-8 JSON can spell
-these characters only as escapes (``\\u0000``, ``\\ud8xx``...; raw NUL or surrogate bytes
-are not valid JSON text), so a body without ``\\u0000`` or ``\\ud``/``\\uD`` is walked no
-further.
+- nesting deeper than ``MAX_JSON_DEPTH`` (default 100): the renderer (orjson) stops at 254
+  levels, and a stored value is written inside a few more (a list, a detail, an event);
+- integers outside 64 bits and non-finite numbers: the renderer writes neither, PostgreSQL's
+  ``jsonb`` has no infinity, and most clients lose such integers anyway;
+- strings, keys included, holding U+0000 or a lone UTF-16 surrogate: PostgreSQL stores
+  neither, and a lone surrogate cannot be encoded as UTF-8 in a response.
+
+``load_json`` parses text with those rules: nesting too deep for the parser itself, or an
+integer longer than Python reads, is the same 422, never a 500.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
-from io import BytesIO
 from typing import Any
 
 from django.conf import settings
@@ -25,60 +28,102 @@ from rest_framework import parsers
 
 from flowplatform.exceptions import PayloadTooLarge, ValidationFailed
 
+DEFAULT_MAX_JSON_DEPTH = 100
+MIN_INTEGER, MAX_INTEGER = -(2**63), 2**64 - 1
+
 NUL_MESSAGE = "Strings may not contain the NUL character (U+0000)."
 SURROGATE_MESSAGE = "Strings may not contain unpaired UTF-16 surrogates (U+D800-U+DFFF)."
+INTEGER_MESSAGE = "Integers must lie between -2**63 and 2**64-1."
+NUMBER_MESSAGE = "Numbers must be finite."
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_ESCAPES = (b"\\u0000", b"\\ud", b"\\uD", b"\x00")
 
 
-def unstorable_locations(
+def max_depth() -> int:
+    return int(getattr(settings, "MAX_JSON_DEPTH", DEFAULT_MAX_JSON_DEPTH))
+
+
+def depth_message() -> str:
+    return f"Nested more than {max_depth()} levels deep."
+
+
+def document_problems(
     value: Any, loc: tuple[str | int, ...] = ("body",)
-) -> Iterator[tuple[list[str | int], str]]:
-    """``(loc, message)`` for every string of ``value`` (parsed JSON) that holds a NUL or a
-    lone surrogate, keys included."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, loc)]
+) -> Iterator[dict[str, Any]]:
+    """``{loc, msg, type}`` for every place of ``value`` (parsed JSON) that the API refuses;
+    a subtree nested too deeply is one problem, at the level where it passes the bound."""
+    limit = max_depth()
+    stack: list[tuple[Any, tuple[str | int, ...], int]] = [(value, loc, 0)]
     while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if message := _problem(item):
-                yield list(where), message
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if isinstance(key, str) and (message := _problem(key)):
-                    yield [*where, key], message
-                stack.append((child, (*where, key)))
-        elif isinstance(item, list):
-            stack.extend((child, (*where, index)) for index, child in enumerate(item))
+        item, where, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                yield _problem(where, depth_message(), "too_deep")
+                continue
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if isinstance(key, str) and (message := _text_problem(key)):
+                        yield _problem([*where, key], message, _text_type(message))
+                    stack.append((child, (*where, key), depth + 1))
+            else:
+                stack.extend((child, (*where, i), depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if message := _text_problem(item):
+                yield _problem(where, message, _text_type(message))
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not MIN_INTEGER <= item <= MAX_INTEGER:
+                yield _problem(where, INTEGER_MESSAGE, "integer_out_of_range")
+        elif isinstance(item, float) and item - item != 0.0:  # inf or nan
+            yield _problem(where, NUMBER_MESSAGE, "number_not_finite")
 
 
-def nul_locations(value: Any, loc: tuple[str | int, ...] = ("body",)) -> Iterator[list]:
-    """Where ``value`` holds a string with a NUL or a lone surrogate."""
-    return (where for where, _ in unstorable_locations(value, loc))
+def check_document(value: Any, loc: tuple[str | int, ...] = ("body",)) -> Any:
+    """``value`` unchanged, or ValidationFailed (422) listing every place it refuses."""
+    details = list(document_problems(value, loc))
+    if details:
+        first = details[0]
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        raise ValidationFailed(f"{where}: {first['msg']}{more}", details=details)
+    return value
 
 
-def _problem(text: str) -> str | None:
+def load_json(raw: bytes | str, loc: tuple[str | int, ...] = ("body",)) -> Any:
+    """Parse JSON text (NaN and Infinity refused, as JSON has neither) and check it."""
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _unreadable(loc, depth_message(), "too_deep") from None
+    except ValueError as exc:  # malformed, or an integer longer than Python reads
+        raise _unreadable(loc, f"Malformed JSON: {exc}", "json_invalid") from None
+    return check_document(value, loc)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unreadable(loc: tuple[str | int, ...], message: str, type_: str) -> ValidationFailed:
+    where = ".".join(str(part) for part in loc)
+    return ValidationFailed(f"{where}: {message}", details=[_problem(loc, message, type_)])
+
+
+def _problem(loc: Any, message: str, type_: str) -> dict[str, Any]:
+    return {"loc": list(loc), "msg": message, "type": type_}
+
+
+def _text_problem(text: str) -> str | None:
     match = _UNSTORABLE.search(text)
     if match is None:
         return None
     return NUL_MESSAGE if match.group() == "\x00" else SURROGATE_MESSAGE
 
 
-def reject_nul(value: Any) -> Any:
-    """``value`` unchanged, or ValidationFailed (422) listing every unstorable string."""
-    details = [
-        {
-            "loc": loc,
-            "msg": message,
-            "type": "null_characters_not_allowed"
-            if message == NUL_MESSAGE
-            else "surrogate_characters_not_allowed",
-        }
-        for loc, message in unstorable_locations(value)
-    ]
-    if details:
-        where = ".".join(str(part) for part in details[0]["loc"])
-        raise ValidationFailed(f"{where}: {details[0]['msg']}", details=details)
-    return value
+def _text_type(message: str) -> str:
+    if message == NUL_MESSAGE:
+        return "null_characters_not_allowed"
+    return "surrogate_characters_not_allowed"
 
 
 class JSONParser(parsers.JSONParser):
@@ -87,8 +132,9 @@ class JSONParser(parsers.JSONParser):
         # Under ASGI, flowplatform.bodylimit refused this before; a WSGI server lands here.
         if len(raw) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             raise PayloadTooLarge()
-        data = super().parse(BytesIO(raw), media_type, parser_context)
-        # (A NUL byte in the raw body: UTF-16 or UTF-32 text, which spells escapes otherwise.)
-        if any(escape in raw for escape in _ESCAPES):
-            reject_nul(data)
-        return data
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise _unreadable(("body",), f"Not {encoding} text: {exc}", "json_invalid") from None
+        return load_json(text)

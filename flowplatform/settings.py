@@ -191,6 +191,9 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
+# How deeply a client's JSON may nest (flowplatform.parsers); responses and events wrap a
+# stored value in a few more levels, and the renderer writes at most 254.
+MAX_JSON_DEPTH = min(env.int("MAX_JSON_DEPTH", default=100), 200)
 
 # --- REST framework and OpenAPI -------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -216,7 +219,9 @@ SPECTACULAR_SETTINGS = {
         " Authenticate with `Authorization: Bearer <api key>` or `X-API-Key: <api key>`."
         " Request bodies are limited to `MAX_REQUEST_BODY_BYTES` (default 10 MiB; 413 above)."
         " Strings in bodies may not contain U+0000 or unpaired UTF-16 surrogates (422): the"
-        " database cannot store them."
+        " database cannot store them. JSON in bodies may nest at most `MAX_JSON_DEPTH` levels"
+        " (default 100), its integers must fit in 64 bits (-2**63 to 2**64-1) and its numbers"
+        " must be finite (422 otherwise)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

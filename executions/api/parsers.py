@@ -15,7 +15,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
 from executions import dsl
-from flowplatform.parsers import reject_nul
+from flowplatform.parsers import check_document
 
 YAML_MEDIA_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 # YAML aliases let a few bytes stand for an exponentially large document; JSON cannot.
@@ -43,7 +43,7 @@ class YAMLParser(BaseParser):
             raise ParseError(problem.msg) from None
         if _count_values(data, MAX_VALUES) > MAX_VALUES:
             raise ParseError(f"YAML document expands to more than {MAX_VALUES} values.")
-        return reject_nul(data)  # YAML escapes spell NUL too; see flowplatform.parsers
+        return check_document(data)  # the same bounds as a JSON body
 
 
 class YAMLDefinitionParser(BaseParser):

@@ -42,7 +42,6 @@ from django.core.handlers.asgi import get_script_prefix
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.urls import ResolverMatch, resolve, set_script_prefix
-from rest_framework.utils import json as drf_json
 
 from executions.api.task_execution_schemas import report_body
 from executions.representations import task_execution_data
@@ -52,8 +51,8 @@ from flowplatform.authentication import (
     principal_without_queries,
     raw_key_from_headers,
 )
-from flowplatform.exceptions import Unauthorized, json_error_response
-from flowplatform.parsers import _ESCAPES
+from flowplatform.exceptions import Unauthorized, ValidationFailed, json_error_response
+from flowplatform.parsers import load_json
 from flowplatform.principal import Principal
 from flowplatform.renderers import dumps
 
@@ -113,13 +112,10 @@ def _usual_report(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
         raw = request.body
     except RequestDataTooBig:
         return None
-    # An escape that could spell NUL or a lone surrogate: the parser's checks word the 422.
-    if any(escape in raw for escape in _ESCAPES):
-        return None
     try:
-        data = drf_json.loads(raw)  # as DRF's parser reads it: NaN and Infinity refused
-    except ValueError:
-        return None
+        data = load_json(raw)  # as DRF's parser reads it
+    except ValidationFailed:
+        return None  # the DRF view words the 422
     body = report_body(data)
     if body is None:
         return None

@@ -122,6 +122,8 @@ def _load_text(text: str) -> Any:
         raise _whole("syntax_error", f"invalid YAML: {exc}") from None
     except RecursionError:
         raise _whole("syntax_error", "definition is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python reads
+        raise _whole("syntax_error", f"invalid number: {exc}") from None
 
 
 # An unquoted value starting with "{{" is a YAML flow mapping, the commonest slip in a definition.

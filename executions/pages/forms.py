@@ -7,16 +7,19 @@ from typing import Any
 
 from django import forms
 
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON (and the API's parser) does not.
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+from flowplatform.exceptions import ValidationFailed
+from flowplatform.parsers import load_json
 
 
-class StrictJSONDecoder(json.JSONDecoder):
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs["parse_constant"] = _reject_constant
-        super().__init__(**kwargs)
+class BoundedJSONDecoder(json.JSONDecoder):
+    """The API's reading of JSON (``flowplatform.parsers.load_json``): NaN and Infinity,
+    nesting too deep and numbers the renderer cannot write are not valid input."""
+
+    def decode(self, s: str, *args: Any) -> Any:  # noqa: ARG002 - json's signature
+        try:
+            return load_json(s, ("input",))
+        except ValidationFailed as exc:
+            raise json.JSONDecodeError(exc.message, s, 0) from None
 
 
 class StartExecutionForm(forms.Form):
@@ -24,7 +27,7 @@ class StartExecutionForm(forms.Form):
         label="Input (JSON)",
         required=False,
         initial=dict,
-        decoder=StrictJSONDecoder,
+        decoder=BoundedJSONDecoder,
         help_text="Any JSON value; the flow's tasks read it as {{input.<path>}}.",
         widget=forms.Textarea(
             attrs={"rows": 6, "spellcheck": "false", "autocomplete": "off", "class": "code"}

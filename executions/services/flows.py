@@ -20,7 +20,7 @@ from executions.models import Flow, FlowVersion
 from executions.selectors import flows_of, get_flow
 from flowplatform.exceptions import BadRequest, NotFound
 from flowplatform.models import Organization
-from flowplatform.parsers import unstorable_locations
+from flowplatform.parsers import document_problems
 
 DefinitionSource = str | bytes | Mapping[str, Any]
 
@@ -83,13 +83,11 @@ def validate_flow_definition(*, definition: DefinitionSource) -> dsl.FlowDefinit
         raise BadRequest(
             f"Invalid flow definition: {first.loc}: {first.msg}{more}", details=details
         ) from None
-    # YAML escapes (``"\0"``, ``"\ud800"``) can spell characters that no JSON body check
-    # sees and PostgreSQL cannot store in the definition's jsonb (a 500 at the INSERT).
-    for loc, message in unstorable_locations(flow.to_dict(), ("body", "definition")):
-        raise BadRequest(
-            f"Invalid flow definition: {message}",
-            details=[{"loc": loc, "msg": message, "type": "unstorable_character"}],
-        )
+    # Definition text (YAML, or JSON in a string) is parsed here, not by the body parser:
+    # the same bounds apply to what it holds (flowplatform.parsers).
+    problems = list(document_problems(flow.to_dict(), ("body", "definition")))
+    if problems:
+        raise BadRequest(f"Invalid flow definition: {problems[0]['msg']}", details=problems)
     return flow
 
 
