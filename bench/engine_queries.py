@@ -139,7 +139,7 @@ def _status(client: APIClient, fe: str, name: str, status: str) -> Any:
 
 
 def complete_in_process(organization: Any, principal: Any, execution: Any) -> None:
-    from executions.services import task_executions
+    from executions.engine import reports as task_executions
 
     while True:
         claimed = engine.claim_task_executions(

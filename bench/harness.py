@@ -888,7 +888,7 @@ def complete_in_process(organization: Any) -> None:
     """Run every queued ``noop`` task of ``organization`` (and what they unblock) to
     ``completed`` through the engine, in this process (claim + report, as workers would)."""
     from executions import engine
-    from executions.services import task_executions
+    from executions.engine import reports as task_executions
     from flowplatform.authentication import principal_for_key
     from flowplatform.models import ApiKey
 

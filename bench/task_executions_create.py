@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     harness.check_wrk()
     harness.setup_django()
-    from executions.services.task_executions import report_task_execution
+    from executions.engine.reports import report_task_execution
     from flowplatform.authentication import principal_for_key
     from flowplatform.models import ApiKey
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection, transaction
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail as DRFErrorDetail
@@ -12,8 +17,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from flowplatform.authentication import authenticates_without_queries
 from flowplatform.exceptions import NotFound, raise_validation
 from flowplatform.principal import Principal
+
+T = TypeVar("T")
 
 
 def parse(
@@ -136,6 +144,61 @@ def parse_query(serializer_class: type[serializers.Serializer], request: Request
         raise_validation({name: ["Unknown query parameter."] for name in unknown}, location="query")
     data = {key: request.query_params.get(key) for key in request.query_params}
     return parse(serializer_class, data, location="query")
+
+
+def on_thread(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``fn`` as a coroutine run on the request's thread (``sync_to_async``); outside a
+    transaction, the thread's database connection goes back (to the pool) when it returns,
+    rather than stay held while the request awaits something else."""
+
+    def tidily(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                close_old_connections()
+
+    return sync_to_async(tidily)
+
+
+class AsyncAPIView(APIView):
+    """A DRF view whose handlers are coroutines (``async def get``...): DRF's dispatch
+    (content negotiation, authentication, permissions, the exception handler, rendering)
+    run in the event loop under ASGI, so a request whose key is known without a query
+    (``authenticates_without_queries``) never waits for a thread; other credentials are
+    looked up on one. Handlers run synchronous services with ``sync_to_async``. The view
+    opens no request transaction (Django allows none around an async view): its services
+    open their own."""
+
+    @transaction.non_atomic_requests
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.args, self.kwargs = args, kwargs
+        drf_request = self.initialize_request(request, *args, **kwargs)
+        self.request = drf_request
+        self.headers = self.default_response_headers
+        try:
+            if authenticates_without_queries(drf_request):
+                self.initial(drf_request, *args, **kwargs)
+            else:
+                await on_thread(self.initial)(drf_request, *args, **kwargs)
+            method = drf_request.method.lower()
+            handler = getattr(self, method, None) if method in self.http_method_names else None
+            if handler is None:
+                self.http_method_not_allowed(drf_request, *args, **kwargs)
+            response = handler(drf_request, *args, **kwargs)
+            if inspect.isawaitable(response):  # ``options`` is DRF's, synchronous
+                response = await response
+        except Exception as exc:  # noqa: BLE001 - DRF's exception handler shapes it
+            response = self.handle_exception(exc)
+        response = self.finalize_response(drf_request, response, *args, **kwargs)
+        # Rendered here: Django renders a response it gets unrendered on a thread.
+        response.render()
+        plain = HttpResponse(
+            response.content, status=response.status_code, headers=response.headers
+        )
+        plain.data = response.data  # type: ignore[attr-defined] - as DRF's test client reads it
+        self.response = plain
+        return plain
 
 
 def principal_of(request: Request) -> Principal:

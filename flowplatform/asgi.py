@@ -7,9 +7,8 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
 django.setup(set_prefix=False)
 
-from executions.api.report_path import ASGIHandler  # noqa: E402
+from flowplatform.handlers import ASGIHandler  # noqa: E402
 
-# Django's handler, serving the usual worker report without its per-request threads.
 django_asgi_app = ASGIHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402

@@ -63,12 +63,15 @@ def authenticate_raw_key(raw_key: str) -> tuple[object, Principal] | None:
     return user, principal
 
 
-def principal_without_queries(raw_key: str) -> Principal | None:
-    """The principal of ``raw_key`` when authenticating it needs no query
-    (``known_api_key``), as ``authenticate_raw_key`` would find it; None otherwise (then
-    ``authenticate_raw_key`` decides)."""
-    key = known_api_key(raw_key=raw_key)
-    return None if key is None else principal_for_key(key)
+def authenticates_without_queries(request: Request) -> bool:
+    """Whether authenticating ``request`` needs no query: it carries an API key this process
+    found and recorded lately (``known_api_key``). A session, or any other key, is looked
+    up (a query: on a thread under ASGI)."""
+    try:
+        raw = raw_key_from_headers(request.headers)
+    except Unauthorized:
+        return True  # refused without a query
+    return raw is not None and known_api_key(raw_key=raw) is not None
 
 
 def principal_for_session_user(user) -> Principal | None:  # noqa: ANN001

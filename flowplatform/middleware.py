@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as message_middleware
+from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponse
-from django.middleware import clickjacking, common, security
+from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from flowplatform.exceptions import json_error_response
@@ -135,10 +139,26 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
 
 
 class InEventLoop:
-    """For a ``MiddlewareMixin`` middleware whose ``process_request`` and
-    ``process_response`` do no I/O: under ASGI they run in the event loop. Django's mixin
-    runs each of them on a thread (``sync_to_async``), two thread hops per middleware and
-    request, which the lean report path (``executions.api.report_path``) must not pay."""
+    """For a ``MiddlewareMixin`` middleware whose hooks do no I/O of their own: under ASGI
+    they run in the event loop. Django's mixin runs each hook on a thread
+    (``sync_to_async``), two thread hops per middleware and request (and one more for a
+    ``process_view``), which cost an API request more than its view. A response hook that
+    may write what the view touched (``touched_storage``: the session, messages) still runs
+    on a thread; the view that touched it ran on one anyway."""
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)  # type: ignore[call-arg]
+        if iscoroutinefunction(get_response) and hasattr(self, "process_view"):
+            # Django adapts a synchronous ``process_view`` with a thread hop.
+            process_view = self.process_view
+
+            async def in_loop(*args: Any) -> Any:
+                return process_view(*args)
+
+            self.process_view = in_loop  # type: ignore[method-assign]
+
+    def touched_storage(self, request: HttpRequest) -> bool:
+        return False
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         response = None
@@ -146,8 +166,18 @@ class InEventLoop:
             response = self.process_request(request)
         response = response or await self.get_response(request)
         if hasattr(self, "process_response"):
-            response = self.process_response(request, response)
+            if self.touched_storage(request):
+                response = await sync_to_async(self.process_response, thread_sensitive=True)(
+                    request, response
+                )
+            else:
+                response = self.process_response(request, response)
         return response
+
+
+def _session_accessed(request: HttpRequest) -> bool:
+    session = getattr(request, "session", None)
+    return bool(session is not None and session.accessed)
 
 
 class SecurityMiddleware(InEventLoop, security.SecurityMiddleware):
@@ -160,3 +190,29 @@ class CommonMiddleware(InEventLoop, common.CommonMiddleware):
 
 class XFrameOptionsMiddleware(InEventLoop, clickjacking.XFrameOptionsMiddleware):
     """Django's, in the event loop under ASGI (one header)."""
+
+
+class SessionMiddleware(InEventLoop, sessions.SessionMiddleware):
+    """Django's, in the event loop under ASGI: the session loads lazily (in the view that
+    reads it); saving it runs on a thread."""
+
+    def touched_storage(self, request: HttpRequest) -> bool:
+        return _session_accessed(request)
+
+
+class CsrfViewMiddleware(InEventLoop, csrf.CsrfViewMiddleware):
+    """Django's, in the event loop under ASGI (cookies and the form's token; sessions do
+    not hold CSRF secrets here)."""
+
+
+class AuthenticationMiddleware(InEventLoop, auth.AuthenticationMiddleware):
+    """Django's, in the event loop under ASGI: ``request.user`` loads lazily."""
+
+
+class MessageMiddleware(InEventLoop, message_middleware.MessageMiddleware):
+    """Django's, in the event loop under ASGI; storing messages runs on a thread."""
+
+    def touched_storage(self, request: HttpRequest) -> bool:
+        storage = getattr(request, "_messages", None)
+        used = storage is not None and (storage.used or storage.added_new)
+        return bool(used or _session_accessed(request))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from flowplatform.exceptions import Forbidden
 
 if TYPE_CHECKING:
     from flowplatform.models import ApiKey, Organization
@@ -24,8 +28,21 @@ class Principal:
         return self.kind == "service"
 
     @property
-    def organization_id(self):  # noqa: ANN201 - UUID
+    def organization_id(self) -> UUID:
         return self.organization.id
+
+    def actor_for(self, body: Mapping[str, Any]) -> str:
+        """``modified_by`` of a write: the user's id for user keys; for service keys the
+        body's ``modified_by``, else ``system`` (DESIGN §5)."""
+        if self.is_service and body.get("modified_by"):
+            return str(body["modified_by"])
+        return self.actor
+
+    def check_body_organization(self, body: Mapping[str, Any]) -> None:
+        """A body may name the caller's organization, never another one (403)."""
+        named = body.get("organization_id")
+        if named is not None and str(named) != str(self.organization.id):
+            raise Forbidden("organization_id does not match the caller's organization.")
 
 
 class ServicePrincipalUser:

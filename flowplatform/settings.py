@@ -43,25 +43,21 @@ INSTALLED_APPS = [
     "realtime",
 ]
 
-# Under ASGI everything above WorkerReportMiddleware runs in the event loop: a worker's
-# report (the hottest request) is answered there without a thread of its own.
+# Django's middleware, each run in the event loop under ASGI (flowplatform.middleware): an
+# API request to an async view (a worker's report) never leaves the loop for them.
 MIDDLEWARE = [
     "flowplatform.middleware.RequestIdMiddleware",
-    "flowplatform.middleware.SecurityMiddleware",  # Django's, in the event loop under ASGI
+    "flowplatform.middleware.SecurityMiddleware",
     "flowplatform.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
-    "flowplatform.middleware.CommonMiddleware",  # Django's, in the event loop under ASGI
-    "flowplatform.middleware.XFrameOptionsMiddleware",  # likewise
-    "executions.api.report_path.WorkerReportMiddleware",  # the usual report, without DRF
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "flowplatform.middleware.CommonMiddleware",
+    "flowplatform.middleware.XFrameOptionsMiddleware",
+    "flowplatform.middleware.SessionMiddleware",
+    "flowplatform.middleware.CsrfViewMiddleware",
+    "flowplatform.middleware.AuthenticationMiddleware",
     "flowplatform.tenancy.TenancyMiddleware",  # a pass-through unless RLS is on
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "flowplatform.middleware.MessageMiddleware",
 ]
-# The lean path of worker reports (executions.api.report_path); false sends every report
-# through the DRF view.
-FLOWPLATFORM_LEAN_REPORTS = env.bool("FLOWPLATFORM_LEAN_REPORTS", default=True)
-# Under ASGI: the threads per server process that decide worker reports.
+# Under ASGI: the threads per server process that decide batches of worker reports.
 REPORT_THREADS = env.int("REPORT_THREADS", default=8)
 
 ROOT_URLCONF = "flowplatform.urls"

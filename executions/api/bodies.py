@@ -9,9 +9,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
-from flowplatform.exceptions import Forbidden
-from flowplatform.principal import Principal
-
 READ_ONLY_MESSAGE = "This field is set by the server and cannot be given."
 
 
@@ -46,13 +43,6 @@ def organization_id_field() -> serializers.UUIDField:
         required=False,
         help_text="Optional; must be the caller's organization (403 otherwise).",
     )
-
-
-def check_organization(data: Mapping[str, Any], principal: Principal) -> None:
-    """A body may name the caller's organization, never another one (403)."""
-    organization_id = data.get("organization_id")
-    if organization_id is not None and organization_id != principal.organization.id:
-        raise Forbidden("organization_id does not match the caller's organization.")
 
 
 @extend_schema_field(

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions.api.bodies import ServerFieldsRejected, check_organization, organization_id_field
+from executions.api.bodies import ServerFieldsRejected, organization_id_field
 from executions.enums import EditedStatus, FlowExecutionStatus, StaleStatus, TaskOutputStatus
 from executions.representations import flow_execution_data
 from executions.selectors import (
@@ -188,7 +188,7 @@ class FlowExecutionListView(APIView):
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
         data = parse(FlowExecutionCreateInput, request.data)
-        check_organization(data, principal)
+        principal.check_body_organization(data)
         actor = principal.actor
         if principal.is_service and data.get("modified_by"):
             actor = data["modified_by"]

@@ -18,7 +18,6 @@ from executions import dsl
 from executions.api.bodies import (
     DefinitionField,
     ServerFieldsRejected,
-    check_organization,
     organization_id_field,
 )
 from executions.api.parsers import YAML_DEFINITION_PARSERS, YAML_MEDIA_TYPES, YAML_PARSERS
@@ -240,7 +239,7 @@ class FlowListView(FlowUserView):
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
         data = parse(FlowCreateInput, request.data)
-        check_organization(data, principal)
+        principal.check_body_organization(data)
         flow = services.create_flow(
             organization=principal.organization,
             actor=principal.actor,
@@ -274,7 +273,7 @@ class FlowDetailView(FlowUserView):
     def patch(self, request: Request, flow_id: UUID) -> Response:
         principal = principal_of(request)
         data = parse(FlowUpdateInput, request.data)
-        check_organization(data, principal)
+        principal.check_body_organization(data)
         data.pop("organization_id", None)
         flow = services.update_flow(
             organization=principal.organization, flow_id=flow_id, actor=principal.actor, **data

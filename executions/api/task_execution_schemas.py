@@ -4,13 +4,11 @@ worker protocol. Output serializers only describe, for OpenAPI, the dicts that
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions.enums import TASK_REPORTABLE, TaskExecutionStatus
+from flowplatform.fields import Body, Field
 from flowplatform.pagination import PageQuery
 
 MAX_INDEX = 2_147_483_647
@@ -23,54 +21,63 @@ def _json(**kwargs) -> serializers.JSONField:  # noqa: ANN003
 # -- inputs -----------------------------------------------------------------------------------
 
 
-# The statuses are documented as an enum (what a client may send) while the field stays text:
-# another value is answered 400 ``bad_request`` by the service (seeds 002/003), not 422.
-@extend_schema_field({"type": "string", "enum": sorted(TASK_REPORTABLE)})
-class ReportStatusField(serializers.CharField):
-    pass
+REPORT = Body(
+    "TaskExecutionReportInput",
+    [
+        Field("flow_execution_id", "uuid", required=True),
+        Field("task_name", "text", required=True, min_length=1, max_length=200, trim=False),
+        Field("task_execution_idx", "integer", required=True, minimum=0, maximum=MAX_INDEX),
+        # Documented as an enum, checked by the engine: another value is a 400 (seed 002).
+        Field(
+            "status",
+            "text",
+            required=True,
+            max_length=200,
+            trim=False,
+            enum=sorted(TASK_REPORTABLE),
+            help_text="queued, running, completed, failed or cancelled (400 otherwise).",
+        ),
+        Field("input", "json"),
+        Field("output", "json"),
+        Field("error", "json", help_text="{message, type, traceback} when failed."),
+        Field(
+            "worker_id",
+            "text",
+            nullable=True,
+            max_length=200,
+            help_text="The reporting worker. While the execution is leased, only its lease "
+            "holder's report changes it (409 otherwise); a person edits it with PUT.",
+        ),
+        Field("organization_id", "uuid", nullable=True),
+        Field("modified_by", "text", max_length=200),
+        Field(
+            "claim",
+            "object",
+            fields=[
+                Field(
+                    "executors",
+                    "list",
+                    required=True,
+                    min_length=1,
+                    max_length=100,
+                    item=Field("executor", "text", max_length=200),
+                ),
+                Field("limit", "integer", default=1, minimum=1, maximum=50),
+            ],
+            help_text="Service keys: also claim up to `limit` queued task executions for "
+            "`worker_id`, once the report is stored (the next work of a worker whose task "
+            "just ended, without a claim request). They come back in the response's "
+            "`claimed`.",
+        ),
+    ],
+)
 
 
 @extend_schema_field(
     {"type": "string", "enum": [s for s in TaskExecutionStatus.values if s != "deleted"]}
 )
 class EditStatusField(serializers.CharField):
-    pass
-
-
-class ClaimNextInput(serializers.Serializer):
-    executors = serializers.ListField(
-        child=serializers.CharField(min_length=1, max_length=200), min_length=1, max_length=100
-    )
-    limit = serializers.IntegerField(required=False, default=1, min_value=1, max_value=50)
-
-
-class TaskExecutionReportInput(serializers.Serializer):
-    flow_execution_id = serializers.UUIDField()
-    task_name = serializers.CharField(min_length=1, max_length=200, trim_whitespace=False)
-    task_execution_idx = serializers.IntegerField(min_value=0, max_value=MAX_INDEX)
-    status = ReportStatusField(
-        max_length=200,
-        allow_blank=True,
-        trim_whitespace=False,
-        help_text="queued, running, completed, failed or cancelled (400 otherwise).",
-    )
-    input = _json()
-    output = _json()
-    error = _json(help_text="{message, type, traceback} when failed.")
-    worker_id = serializers.CharField(
-        required=False,
-        allow_null=True,
-        max_length=200,
-        help_text="The reporting worker; while the execution runs it must hold the lease.",
-    )
-    organization_id = serializers.UUIDField(required=False, allow_null=True)
-    modified_by = serializers.CharField(required=False, max_length=200)
-    claim = ClaimNextInput(
-        required=False,
-        help_text="Service keys: also claim up to `limit` queued task executions for "
-        "`worker_id`, decided with the report (the next work of a worker whose task just "
-        "ended, without a claim request). They come back in the response's `claimed`.",
-    )
+    """Documented as an enum; the engine answers another value with 400 (seed 003)."""
 
 
 class TaskExecutionEditInput(serializers.Serializer):
@@ -117,136 +124,36 @@ class TaskExecutionListQuery(PageQuery):
     status = serializers.ChoiceField(required=False, choices=TaskExecutionStatus.choices)
 
 
-class TaskStatusItem(serializers.Serializer):
-    task_name = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
-    status = serializers.CharField(
-        required=False,
-        allow_null=True,
-        allow_blank=True,
-        max_length=50,
-        default=None,
-        trim_whitespace=False,
-        help_text="Any text up to 50 characters, or null; kept as reported.",
-    )
-
-
-class TaskStatusBatchInput(serializers.Serializer):
-    statuses = serializers.ListField(child=TaskStatusItem(), min_length=1, max_length=100)
-
-
-def status_items(data: Any) -> list[tuple[str, str | None]] | None:
-    """The ``(task_name, status)`` pairs of a valid ``TaskStatusBatchInput`` body, checked
-    with a plain loop (a hundred items through the nested serializer cost more than the
-    whole batch's insert); None when anything is off, and ``parse`` with the serializer then
-    reports exactly what (the same body passes both or neither)."""
-    if not isinstance(data, dict):
-        return None
-    items = data.get("statuses")
-    if type(items) is not list or not 1 <= len(items) <= 100:
-        return None
-    pairs: list[tuple[str, str | None]] = []
-    for item in items:
-        if type(item) is not dict:
-            return None
-        task_name = item.get("task_name")
-        status = item.get("status")
-        if not (_plain_text(task_name) and 1 <= len(task_name) <= 255):
-            return None
-        if status is not None and not (_plain_text(status) and len(status) <= 50):
-            return None
-        pairs.append((task_name, status))
-    return pairs
-
-
-_REPORT_TEXT = (("worker_id", True), ("modified_by", False))  # (field, may be null)
-
-
-def report_body(data: Any) -> dict[str, Any] | None:
-    """A valid ``TaskExecutionReportInput`` body as the serializer would return it, checked
-    with plain code (the serializer's fields cost a worker's report about a sixth of its
-    CPU); None when anything is unusual, and ``parse`` with the serializer then answers
-    (the same body passes both or neither, with the same data)."""
-    if type(data) is not dict:
-        return None
-    try:
-        body: dict[str, Any] = {"flow_execution_id": _uuid(data["flow_execution_id"])}
-    except (KeyError, ValueError):
-        return None
-    task_name, idx, status = (
-        data.get("task_name"),
-        data.get("task_execution_idx"),
-        data.get("status"),
-    )
-    if not (_plain_text(task_name) and 1 <= len(task_name) <= 200):
-        return None
-    if type(idx) is not int or not 0 <= idx <= MAX_INDEX:
-        return None
-    if not (_plain_text(status) and len(status) <= 200):
-        return None
-    body.update(task_name=task_name, task_execution_idx=idx, status=status)
-    for name in ("input", "output", "error"):
-        if name in data:
-            body[name] = data[name]
-    for name, nullable in _REPORT_TEXT:
-        if name in data:
-            value = data[name]
-            if value is None and nullable:
-                body[name] = None
-            elif _trimmed_text(value, 200):
-                body[name] = value
-            else:
-                return None
-    if data.get("organization_id") is not None:
-        try:
-            body["organization_id"] = _uuid(data["organization_id"])
-        except ValueError:
-            return None
-    elif "organization_id" in data:
-        body["organization_id"] = None
-    if "claim" in data:
-        claim = _claim_next(data["claim"])
-        if claim is None:
-            return None
-        body["claim"] = claim
-    return body
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    if type(value) is not str:
-        raise ValueError(value)
-    return uuid.UUID(value)
-
-
-def _trimmed_text(value: Any, max_length: int) -> bool:
-    """Text a default ``CharField`` keeps as it is (not blank, nothing to trim)."""
-    return _plain_text(value) and 1 <= len(value) <= max_length and value.strip() == value
-
-
-def _claim_next(value: Any) -> dict[str, Any] | None:
-    if type(value) is not dict:
-        return None
-    executors, limit = value.get("executors"), value.get("limit", 1)
-    if type(executors) is not list or not 1 <= len(executors) <= 100:
-        return None
-    if not all(_trimmed_text(name, 200) for name in executors):
-        return None
-    if type(limit) is not int or not 1 <= limit <= 50:
-        return None
-    return {"executors": executors, "limit": limit}
-
-
-def _plain_text(value: Any) -> bool:
-    """A JSON string that DRF's ``CharField`` keeps as it is: no NUL character, no
-    surrogate code point."""
-    if type(value) is not str or "\x00" in value:
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate
-        return False
-    return True
+STATUS_BATCH = Body(
+    "TaskStatusBatchInput",
+    [
+        Field(
+            "statuses",
+            "list",
+            required=True,
+            min_length=1,
+            max_length=100,
+            item=Field(
+                "TaskStatusItem",
+                "object",
+                fields=[
+                    Field(
+                        "task_name", "text", required=True, min_length=1, max_length=255, trim=False
+                    ),
+                    Field(
+                        "status",
+                        "text",
+                        nullable=True,
+                        default=None,
+                        max_length=50,
+                        trim=False,
+                        help_text="Any text up to 50 characters, or null; kept as reported.",
+                    ),
+                ],
+            ),
+        )
+    ],
+)
 
 
 class ClaimInput(serializers.Serializer):

@@ -122,9 +122,12 @@ class FlowDefinition:
     def _by_name(self) -> dict[str, TaskSpec]:
         return {task.name: task for task in self.tasks}
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(task.name for task in self.tasks)
+
+    def defines(self, name: str) -> bool:
+        return name in self._by_name
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name``; ``KeyError`` if there is none."""

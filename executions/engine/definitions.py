@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 from executions import dsl
@@ -60,6 +61,23 @@ def _load(*, flow_id: UUID, version: int) -> dsl.FlowDefinition:
         return dsl.validate_definition(raw)
     except dsl.DefinitionError as exc:  # stored definitions were validated on save
         raise BadRequest(f"The flow's version {version} is not a valid definition: {exc}") from exc
+
+
+def check_task_names(
+    definition: dsl.FlowDefinition, located: Iterable[tuple[Sequence[str | int], str]]
+) -> None:
+    """``BadRequest`` (400, DESIGN §4) naming every task of ``located`` (``(loc, name)``
+    pairs) that ``definition`` does not define."""
+    details = [
+        {"loc": list(loc), "msg": "Unknown task.", "type": "unknown"}
+        for loc, name in located
+        if not definition.defines(name)
+    ]
+    if details:
+        raise BadRequest(
+            f"Unknown task name(s) for this flow execution's flow version: {len(details)}.",
+            details=details,
+        )
 
 
 def clear_cache() -> None:

@@ -43,6 +43,11 @@ def lease_seconds() -> int:
     return int(settings.FLOWPLATFORM_LEASE_SECONDS)
 
 
+def lease_expiry(now: datetime) -> datetime:
+    """When a lease taken or extended at ``now`` runs out."""
+    return now + timedelta(seconds=lease_seconds())
+
+
 # -- task executions ------------------------------------------------------------------------
 
 
@@ -56,6 +61,8 @@ def create_task_executions(tasks: Sequence[TaskExecution], *, flow_id: UUID) -> 
         task.created_at = task.updated_at = now
         if task.status == TE.QUEUED and task.available_at is None:
             task.available_at = now
+        if task.status == TE.RUNNING:
+            task.started_at, task.lease_expires_at = now, lease_expiry(now)
         if task.status in TASK_TERMINAL:
             task.completed_at = now
     created = rows.insert(tasks)
@@ -77,9 +84,13 @@ def build_task_execution(
     max_attempts: int,
     timeout_seconds: float | None,
     actor: str = "system",
+    worker_id: str | None = None,
     **values: Any,
 ) -> TaskExecution:
-    """An unsaved execution of ``task_name`` in ``execution`` (see ``create_task_executions``)."""
+    """An unsaved execution of ``task_name`` in ``execution`` (see ``create_task_executions``);
+    one created ``running`` is leased to ``worker_id``."""
+    if status == TE.RUNNING:
+        values["lease_owner"] = worker_id
     return TaskExecution(
         id=uuid4(),
         organization_id=execution.organization_id,
@@ -157,7 +168,7 @@ def _status_stamps(
     if to == TE.RUNNING:
         task.started_at = task.started_at or now
         task.lease_owner = worker_id or task.lease_owner
-        task.lease_expires_at = now + timedelta(seconds=lease_seconds())
+        task.lease_expires_at = lease_expiry(now)
         return {"started_at", "lease_owner", "lease_expires_at"}
     if to == TE.QUEUED:
         task.started_at = task.lease_owner = task.lease_expires_at = None

@@ -30,7 +30,6 @@ from executions.enums import (
     TaskExecutionStatus,
 )
 from executions.models import TaskExecution
-from executions.services.task_executions import actor_of, check_organization
 from flowplatform.exceptions import BadRequest, Conflict, NotFound
 from flowplatform.principal import Principal
 
@@ -59,7 +58,7 @@ def edit_task_execution(
     ``updated_at`` mismatch (nothing changes). ``dry_run`` checks everything, changes
     nothing and returns the execution as it would be with ``would_mark_stale``.
     """
-    check_organization(principal, data)
+    principal.check_body_organization(data)
     organization = principal.organization
     ref = (
         TaskExecution.objects.filter(id=data["id"], organization=organization)
@@ -82,7 +81,7 @@ def edit_task_execution(
         transitions.check_edit(task, changes.get("status"))
         if execute_flow and execution.status == FlowExecutionStatus.CANCEL_REQUESTED:
             raise Conflict("The flow execution is being cancelled.")
-        actor = actor_of(principal, data)
+        actor = principal.actor_for(data)
         run = Run.of(execution, actor=actor)
         latest = run.is_latest(task)
         propagates = latest and _outdates_downstream(task, changes)

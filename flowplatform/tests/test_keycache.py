@@ -123,18 +123,15 @@ def test_a_key_is_known_without_queries_only_when_cached_and_its_use_recorded_la
 
     from django.utils import timezone
 
-    from flowplatform.authentication import principal_without_queries
     from flowplatform.services import LAST_USED_RESOLUTION, known_api_key
 
     assert known_api_key(raw_key=tenant.service_key) is None  # never looked up here
     assert me(tenant.service_key) == 200  # looked up, cached, its use recorded
     with CaptureQueriesContext(connection) as queries:
         key = known_api_key(raw_key=tenant.service_key)
-        principal = principal_without_queries(tenant.service_key)
     assert queries.captured_queries == []
     assert key is not None and key.hashed_key == hash_key(tenant.service_key)
-    assert principal is not None and principal.is_service
-    assert principal.organization.id == tenant.organization.id
+    assert key.organization.id == tenant.organization.id
     assert known_api_key(raw_key="fpk_" + "x" * 40) is None
     assert known_api_key(raw_key="not a key") is None
     # Its use is due to be recorded again: that takes a query, so it is not known.

@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 from executions.engine import wakeup
+from executions.engine.group_commit import Entry
 from executions.enums import TaskExecutionStatus
 from executions.models import TaskExecution
-from executions.services.group_commit import Entry
 from executions.tests.engine.factories import (
     DIAMOND,
     Worker,

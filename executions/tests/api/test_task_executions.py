@@ -194,12 +194,12 @@ def test_unauthenticated_is_401_and_read_only_is_403(anon_client, tenant, execut
 
 
 def test_unexpected_error_is_500_envelope(service_client, execution, monkeypatch):
-    from executions.services import task_executions
+    from executions.engine import reports
 
-    def explode(**kwargs):
+    def explode(entries):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(task_executions, "report_and_claim", explode)
+    monkeypatch.setattr(reports._reports, "_decide", explode)
     response = service_client.post(URL, body(execution), format="json")
     assert error_code(response, 500) == "internal_error"
     assert "secret" not in response.content.decode()
@@ -349,19 +349,19 @@ def test_a_report_read_before_a_claim_took_the_task_is_decided_on_the_claimed_ro
     """The reported execution is read without its row lock; a claim committing between
     that read and the report's update must win: the report is decided again on the locked
     row (here: another worker's lease, 409) instead of overwriting the claim."""
-    from executions.services import task_executions
+    from executions.engine import reports
 
     row = latest(execution, "a")
     stale = TaskExecution.objects.get(id=row.id)  # read while queued
     assert Worker(service_client, "worker-1").claim() != []  # the claim commits
-    original = task_executions._latest
+    original = reports._latest
 
     def read_before_the_claim(run, data):
         original(run, data)
         run.latest["a"] = stale
         return stale
 
-    monkeypatch.setattr(task_executions, "_latest", read_before_the_claim)
+    monkeypatch.setattr(reports, "_latest", read_before_the_claim)
     response = service_client.post(
         URL, body(execution, status="completed", worker_id="worker-2"), format="json"
     )

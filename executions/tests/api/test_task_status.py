@@ -9,10 +9,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from executions.api.task_execution_schemas import TaskStatusBatchInput, status_items
+from executions.api.task_execution_schemas import STATUS_BATCH
 from executions.models import TaskStatus
 from executions.representations import task_status_data
 from executions.tests.engine.factories import DIAMOND, Worker, shape_definition, start
+from flowplatform.exceptions import ValidationFailed
 from outputs.models import TaskOutput
 from outputs.representations import task_output_data
 from realtime.models import Event
@@ -207,8 +208,6 @@ def test_response_and_events_match_the_python_renderers(service_client, executio
         {"statuses": [{"task_name": "", "status": "s"}]},
         {"statuses": [{"task_name": "a" * 256}]},
         {"statuses": [{"task_name": "a", "status": "x" * 51}]},
-        {"statuses": [{"task_name": "a\x00"}]},
-        {"statuses": [{"task_name": "a", "status": "\ud800"}]},
         {"statuses": [{"task_name": 12, "status": "s"}]},
         {"statuses": [{"task_name": "a", "status": 1.5}]},
         {"statuses": [{"task_name": "a", "status": True}]},
@@ -218,15 +217,20 @@ def test_response_and_events_match_the_python_renderers(service_client, executio
         {"statuses": [None]},
     ],
 )
-def test_plain_check_agrees_with_the_serializer(body):
+def test_the_documented_schema_agrees_with_the_validator(body):
+    """The body's field table gives both its validator and the serializer that documents
+    it: the two accept and refuse the same bodies. (Characters the database cannot store
+    are the parser's, before either: ``flowplatform.parsers``.)"""
     from executions.tests.api.plain_checks import validated_or_none
 
-    pairs = status_items(body)
-    data = validated_or_none(TaskStatusBatchInput, body)
-    if data is None:
-        assert pairs is None
-    else:
-        assert pairs == [(i["task_name"], i["status"]) for i in data["statuses"]]
+    try:
+        validated = STATUS_BATCH.validate(body)
+    except ValidationFailed:
+        validated = None
+    documented = validated_or_none(STATUS_BATCH.serializer(), body)
+    assert (validated is None) == (documented is None), body
+    if validated is not None:
+        assert validated == {"statuses": [dict(item) for item in documented["statuses"]]}
 
 
 def test_a_history_that_repeats_the_outputs_takes_no_flow_execution_lock(service_client, execution):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from executions.services import task_executions
-from executions.services.group_commit import Batch, Entry
+from executions.engine import reports
+from executions.engine.group_commit import Batch, Entry
 
 
 def decide(entries: Sequence[Entry]) -> None:
-    follow_up = task_executions._decide(Batch(list(entries), lambda taken, accept=None: []))
+    follow_up = reports.decide_reports(Batch(list(entries), lambda taken, accept=None: []))
     if follow_up is not None:
         follow_up()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from executions.services.group_commit import Entry, GroupCommit
+from executions.engine.group_commit import Entry, GroupCommit
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""Worker reports decided as a batch (``task_executions._decide``): one transaction for the
+"""Worker reports decided as a batch (``reports.decide_reports``): one transaction for the
 reports of one flow execution, each caller getting its own outcome.
 
 Outside the test's transaction (``transaction=True``), as a request runs them."""
@@ -14,10 +14,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from executions.engine import reports
+from executions.engine.group_commit import Entry
 from executions.enums import TaskExecutionStatus
 from executions.models import TaskExecution
-from executions.services import task_executions
-from executions.services.group_commit import Entry
 from executions.tests.engine.factories import (
     DIAMOND,
     Worker,
@@ -132,7 +132,7 @@ def test_concurrent_reports_of_one_flow_execution_all_land(tenant):
     done = TaskExecution.objects.filter(flow_execution=execution, status=TE.COMPLETED)
     assert done.count() == 13
     assert TaskExecution.objects.filter(flow_execution=execution, task_name="end").count() == 1
-    assert task_executions._reports._waiting == {}
+    assert reports._reports._waiting == {}
 
 
 def test_a_new_key_is_inserted_unguarded_and_a_collision_is_decided_again_guarded(
@@ -144,7 +144,7 @@ def test_a_new_key_is_inserted_unguarded_and_a_collision_is_decided_again_guarde
     the answer it would have got, nothing is duplicated, nothing is refused in error."""
     execution, b, c = b_and_c_running(tenant)
     principal = principal_for_key(tenant.service_api_key)
-    real_latest = task_executions._latest
+    real_latest = reports._latest
     attempts = []
 
     def missing_b(run, data):  # noqa: ANN001
@@ -152,7 +152,7 @@ def test_a_new_key_is_inserted_unguarded_and_a_collision_is_decided_again_guarde
         found = real_latest(run, data)
         return None if data["task_name"] == "b" else found
 
-    monkeypatch.setattr(task_executions, "_latest", missing_b)
+    monkeypatch.setattr(reports, "_latest", missing_b)
     entries = [
         Entry((principal, completed_report(b))),
         Entry((principal, completed_report(c))),
@@ -223,4 +223,4 @@ def test_concurrent_reports_of_several_flow_executions_all_land(tenant):
     assert report_all_at_once(tenant, tasks) == {200: len(tasks)}
     for execution, _, _ in runs:
         assert latest(execution, "d").status == TE.QUEUED
-    assert task_executions._reports._waiting == {}
+    assert reports._reports._waiting == {}

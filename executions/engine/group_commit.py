@@ -137,6 +137,16 @@ class GroupCommit(Generic[T]):
             waiting[:] = kept
         return entries
 
+    def decide_here(self, work: T) -> Any:
+        """Decide ``work`` alone, at once, on the caller's thread: for a caller inside a
+        transaction of its own, which the decision must join and which no other caller's
+        work may share. Its result, or raise its error."""
+        entry: Entry[T] = Entry(work)
+        follow_up = self._decide(Batch([entry], lambda taken, accept=None: []))
+        if follow_up is not None:
+            follow_up()
+        return entry.outcome()
+
     def submit(self, key: Hashable, work: T) -> Any:
         """Decide ``work`` (batched with others of ``key``); its result, or raise its error."""
         entry: Entry[T] = Entry(work)

@@ -1,11 +1,16 @@
-"""Worker reports: ``POST /api/task-executions`` (seed 002), an idempotent upsert on
+"""Worker reports (``POST /api/task-executions``, seed 002): an idempotent upsert on
 ``(flow_execution_id, task_name, task_execution_idx)`` that drives the engine.
 
 Rules (DESIGN §8): reports may skip states (queued → completed); repeating a terminal report
 answers the stored record and changes nothing; a report that would change a terminal
-execution, or comes from a worker that no longer holds the running execution's lease, is a
-409 and changes nothing. Only a person's edit (PUT, ``task_execution_edits``) changes a
-terminal execution.
+execution is a 409 and changes nothing; while an execution is leased, only its lease
+holder's report changes it (409 for anyone else, user keys included: a person uses PUT).
+
+``decide_reports`` is the one procedure that decides reports, for a batch of one and for a
+batch of many alike: the reports of one organization in one transaction (their flow
+executions locked in one statement), then, once that has committed, the claims of those
+that asked for their worker's next work. ``GroupCommit`` is only the scheduler in front of
+it: it decides when, and on which thread, a batch runs (``report_task_execution``).
 """
 
 from __future__ import annotations
@@ -16,53 +21,30 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
-from executions import dsl, engine
+from executions import dsl
 from executions.engine import rows, transitions, wakeup
+from executions.engine.definitions import check_task_names
 from executions.engine.events import collecting
+from executions.engine.group_commit import Batch, Entry, GroupCommit
+from executions.engine.leases import claim_task_executions
 from executions.engine.scheduling import on_task_finished, prefetch_runs, sync_outputs
-from executions.engine.state import Run, lock_flow_execution, lock_flow_executions
+from executions.engine.state import Run, lock_flow_executions
 from executions.enums import TASK_REPORTABLE, TASK_TERMINAL, TaskExecutionStatus
 from executions.models import TaskExecution
-from executions.services.group_commit import Batch, Entry, GroupCommit
 from flowplatform import tenancy
 from flowplatform.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from flowplatform.principal import Principal
-from flowplatform.representation import as_uuid
 
 TE = TaskExecutionStatus
 logger = logging.getLogger(__name__)
 REPORTED_FIELDS = ("input", "output", "error")
 
-
-def actor_of(principal: Principal, data: Mapping[str, Any]) -> str:
-    """``modified_by``: the user's id for user keys; for service keys the body's
-    ``modified_by`` or ``system`` (DESIGN §5)."""
-    if principal.is_service and data.get("modified_by"):
-        return str(data["modified_by"])
-    return principal.actor
-
-
-def check_organization(principal: Principal, data: Mapping[str, Any]) -> None:
-    body_org = data.get("organization_id")
-    if body_org is not None and str(body_org) != str(principal.organization.id):
-        raise Forbidden("organization_id does not match the caller's organization.")
-
-
-def task_spec(run: Run, task_name: str) -> dsl.TaskSpec:
-    try:
-        return run.definition.task(task_name)
-    except KeyError:
-        raise BadRequest(
-            f"Unknown task name {task_name!r} for this flow execution's flow version.",
-            details=[{"loc": ["body", "task_name"], "msg": "Unknown task.", "type": "unknown"}],
-        ) from None
+Report = tuple[Principal, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -76,51 +58,27 @@ class ReportOutcome:
     claimed: list[dict[str, Any]] | None = None
 
 
-def report_task_execution(
-    *, principal: Principal, data: Mapping[str, Any]
-) -> tuple[TaskExecution, bool]:
-    """``report_and_claim`` without a claim: ``(task execution, created)``."""
-    outcome = report_and_claim(principal=principal, data={**data, "claim": None})
-    return outcome.task, outcome.created
-
-
-def report_and_claim(*, principal: Principal, data: Mapping[str, Any]) -> ReportOutcome:
-    """Create or update the reported task execution; with ``data["claim"]``
-    (``{executors, limit}``, service keys) also claim the worker's next task executions.
-
-    Holds the flow execution's row lock, so identical concurrent reports are serialized and
-    produce one row (the unique constraint, behind a savepoint, is the backstop). A report
-    that makes the latest execution of its task terminal lets the engine react in the same
-    transaction (queue downstream, retry, fail or finish the flow execution). The claim
-    comes after that, so it can take the work the report queued; no waiting claim is woken
-    for the work it takes.
-
-    Called outside a transaction (a request), the report is decided together with the other
-    reports of its organization that this process is deciding at the same moment, in one
-    transaction (``group_commit``), and the claims in the next; it returns once they have
-    committed. Inside a caller's transaction both are decided there.
-    """
+def report_task_execution(*, principal: Principal, data: Mapping[str, Any]) -> ReportOutcome:
+    """Decide one report (``data``: the validated body). Outside a transaction it joins the
+    other reports of its organization this process is deciding at the same moment and
+    returns once they have committed; inside the caller's transaction it is decided there,
+    alone (no other caller's report may share a transaction it does not own)."""
     check_report(principal, data)
     if connection.in_atomic_block:
-        with transaction.atomic(), collecting():
-            with wakeup.holding() as wakeups:
-                task, created = _apply(_locked_run(principal, data), principal, data)
-                claimed = _claim_next(principal, data) if data.get("claim") else None
-            _taken(wakeups, principal, claimed or ())
-            wakeup.notify_on_commit(wakeups.elements())
-        return ReportOutcome(task, created, claimed)
-    return _reports.submit(principal.organization.pk, (principal, data))
+        outcome: ReportOutcome = _reports.decide_here((principal, data))
+    else:
+        outcome = _reports.submit(principal.organization.pk, (principal, data))
+    return outcome
 
 
-async def report_and_claim_async(
+async def areport_task_execution(
     *,
     principal: Principal,
     data: Mapping[str, Any],
     start: Callable[[Callable[[], None]], None],
 ) -> ReportOutcome:
-    """``report_and_claim`` for a caller in an event loop, which waits there for its batch
-    (``GroupCommit.submit_async``); the batches it leads run through ``start``, on a
-    thread. Bad input is refused before it waits."""
+    """``report_task_execution`` for a caller in an event loop: it waits there for its
+    batch, and the batches it is to lead run through ``start`` (on a thread)."""
     check_report(principal, data)
     outcome: ReportOutcome = await _reports.submit_async(
         principal.organization.pk, (principal, data), start=start
@@ -130,7 +88,7 @@ async def report_and_claim_async(
 
 def check_report(principal: Principal, data: Mapping[str, Any]) -> None:
     """What a report is refused for before it is decided."""
-    check_organization(principal, data)
+    principal.check_body_organization(data)
     status = data["status"]
     if status not in TASK_REPORTABLE:
         allowed = ", ".join(sorted(TASK_REPORTABLE))
@@ -139,48 +97,22 @@ def check_report(principal: Principal, data: Mapping[str, Any]) -> None:
             details=[{"loc": ["body", "status"], "msg": "Invalid status.", "type": "enum"}],
         )
     if data.get("claim"):
-        check_claim(principal, data)
+        if not principal.is_service:
+            raise Forbidden("Only service keys claim task executions.")
+        if not data.get("worker_id"):
+            raise BadRequest(
+                "A report that claims needs the worker_id the claimed work is leased to.",
+                details=[{"loc": ["body", "worker_id"], "msg": "Required.", "type": "missing"}],
+            )
 
 
-def check_claim(principal: Principal, data: Mapping[str, Any]) -> None:
-    if not principal.is_service:
-        raise Forbidden("Only service keys claim task executions.")
-    if not data.get("worker_id"):
-        raise BadRequest(
-            "A report that claims needs the worker_id the claimed work is leased to.",
-            details=[{"loc": ["body", "worker_id"], "msg": "Required.", "type": "missing"}],
-        )
+# -- the decision -------------------------------------------------------------------------
 
 
-def _claim_next(principal: Principal, data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The report's claim (``data["claim"]``), for its worker."""
-    return engine.claim_task_executions(
-        organization=principal.organization,
-        worker_id=data["worker_id"],
-        executors=data["claim"]["executors"],
-        limit=data["claim"]["limit"],
-        with_report=True,
-    )
-
-
-def _taken(
-    wakeups: Counter[tuple[str, str | None]],
-    principal: Principal,
-    claimed: Sequence[Mapping[str, Any]],
-) -> None:
-    """Work handed out with a report wakes no waiting claim."""
-    wakeups.subtract(
-        (str(principal.organization.pk), item["task_executor_name"]) for item in claimed
-    )
-
-
-Report = tuple[Principal, Mapping[str, Any]]
-
-
-def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
-    """``GroupCommit`` callback: the reports of one organization, in one transaction (one
-    lock statement for their flow executions, one batch of events, one commit), then the
-    claims of those that asked.
+def decide_reports(entries: Batch[Report]) -> Callable[[], None] | None:
+    """Decide the reports of one organization in one transaction (one lock statement for
+    their flow executions, one batch of events, one commit); returns the follow-up that
+    hands out the claims of those that asked, to run once that has committed.
 
     A report of a flow execution that is missing (or deleted, or another organization's) is
     refused up front. A report refused on the way (a 409, an unknown task, any error) must
@@ -189,9 +121,9 @@ def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
     a retried task), so this costs less than a savepoint around every report.
 
     New executions are inserted with the batch's other writes, without a savepoint of their
-    own (``_apply``, ``new_keys_unguarded``). Should one collide with a row after all, the
-    error can surface at any later statement of the batch: the batch is rolled back and
-    decided again with every insert guarded, which words each report's outcome exactly.
+    own (``_apply``). Should one collide with a row after all, the error can surface at any
+    later statement of the batch: the batch is rolled back and decided again with every
+    insert guarded, which words each report's outcome exactly.
     """
     principal = entries[0].work[0]
     remaining = list(entries)
@@ -213,9 +145,7 @@ def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
                     for entry in remaining:
                         try:
                             task, created = _apply(
-                                runs[_execution_of(entry)],
-                                *entry.work,
-                                new_keys_unguarded=not guarded,
+                                runs[_execution_of(entry)], *entry.work, guarded=guarded
                             )
                         except Exception as exc:  # noqa: BLE001 - its caller's error
                             refused = (entry, exc)
@@ -241,9 +171,11 @@ def _decide(entries: Batch[Report]) -> Callable[[], None] | None:
     return None
 
 
-def _execution_of(entry: Entry[Report]) -> UUID | None:
-    """The id of the flow execution an entry reports on; None if it is not an id."""
-    return as_uuid(entry.work[1]["flow_execution_id"])
+_reports: GroupCommit[Report] = GroupCommit(decide_reports)
+
+
+def _execution_of(entry: Entry[Report]) -> UUID:
+    return UUID(str(entry.work[1]["flow_execution_id"]))
 
 
 def _locked_in(runs: Mapping[UUID, Run], entry: Entry[Report]) -> bool:
@@ -252,7 +184,7 @@ def _locked_in(runs: Mapping[UUID, Run], entry: Entry[Report]) -> bool:
 
 def _locked_runs(principal: Principal, entries: Sequence[Entry[Report]]) -> dict[UUID, Run]:
     """The flow executions the entries report on, locked in one statement."""
-    ids = {_execution_of(entry) for entry in entries} - {None}
+    ids = {_execution_of(entry) for entry in entries}
     locked = lock_flow_executions(flow_execution_ids=ids, organization=principal.organization)
     runs = {}
     for pk, execution in locked.items():
@@ -262,9 +194,7 @@ def _locked_runs(principal: Principal, entries: Sequence[Entry[Report]]) -> dict
     return runs
 
 
-def _refuse_missing(
-    entries: list[Entry[Report]], runs: Mapping[UUID | None, Run]
-) -> list[Entry[Report]]:
+def _refuse_missing(entries: list[Entry[Report]], runs: Mapping[UUID, Run]) -> list[Entry[Report]]:
     """The entries whose flow execution is locked; the others are answered 404."""
     kept = []
     for entry in entries:
@@ -280,9 +210,7 @@ def _prefetch(runs: Mapping[UUID, Run], entries: Sequence[Entry[Report]]) -> Non
     """What reacting to the reports reads, for all their flow executions at once."""
     names: dict[UUID, list[str]] = {}
     for entry in entries:
-        pk = _execution_of(entry)
-        assert pk is not None
-        names.setdefault(pk, []).append(entry.work[1]["task_name"])
+        names.setdefault(_execution_of(entry), []).append(entry.work[1]["task_name"])
     prefetch_runs([(runs[pk], reported) for pk, reported in names.items()])
 
 
@@ -302,14 +230,24 @@ def _claims_after(
         try:
             with tenancy.activate(principal.organization.pk, atomic=True), collecting():
                 for entry in wanting:
-                    claimed[entry] = _claim_next(*entry.work)
+                    request = entry.work[1]
+                    claimed[entry] = claim_task_executions(
+                        organization=principal.organization,
+                        worker_id=request["worker_id"],
+                        executors=request["claim"]["executors"],
+                        limit=request["claim"]["limit"],
+                        with_report=True,
+                    )
         except Exception:  # noqa: BLE001 - the committed reports still succeed
             logger.exception("claims with reports failed; the workers claim again")
             claimed = {}
         for entry in wanting:
-            claimed.setdefault(entry, [])
-            _taken(wakeups, principal, claimed[entry])
-    wakeup.notify(+wakeups)
+            taken = claimed.setdefault(entry, [])
+            # Work handed out with a report wakes no waiting claim.
+            wakeups.subtract(
+                (str(principal.organization.pk), item["task_executor_name"]) for item in taken
+            )
+    wakeup.notify_on_commit((+wakeups).elements())
     for entry, task, created in decided:
         entry.result = ReportOutcome(task, created, claimed.get(entry))
 
@@ -318,31 +256,21 @@ class _Refused(Exception):
     """Rolls back a batch of reports in which one was refused."""
 
 
-_reports: GroupCommit[Report] = GroupCommit(_decide)
-
-
-def _locked_run(principal: Principal, data: Mapping[str, Any]) -> Run:
-    execution = lock_flow_execution(
-        flow_execution_id=data["flow_execution_id"], organization=principal.organization
-    )
-    return Run.of(execution)
+# -- one report -------------------------------------------------------------------------------
 
 
 def _apply(
-    run: Run,
-    principal: Principal,
-    data: Mapping[str, Any],
-    *,
-    new_keys_unguarded: bool = False,
+    run: Run, principal: Principal, data: Mapping[str, Any], *, guarded: bool
 ) -> tuple[TaskExecution, bool]:
     """Decide one report on ``run`` (its flow execution locked by this transaction).
 
     Executions are only ever created under their flow execution's lock, which this holds,
-    so a report of an index above its task's latest is of a new key. With
-    ``new_keys_unguarded`` it is inserted at once, without the row lock and savepoint that
-    guard the insert otherwise (the caller decides again, guarded, if the insert fails)."""
-    spec = task_spec(run, data["task_name"])
-    actor = actor_of(principal, data)
+    so a report of an index above its task's latest is of a new key. Unless ``guarded`` it
+    is inserted at once, without the row lock and savepoint that guard the insert otherwise
+    (the caller decides again, guarded, if the insert fails)."""
+    check_task_names(run.definition, [(("body", "task_name"), data["task_name"])])
+    spec = run.definition.task(data["task_name"])
+    actor = principal.actor_for(data)
     latest = _latest(run, data)
     idx = data["task_execution_idx"]
     if latest is not None and latest.task_execution_idx == idx:
@@ -351,7 +279,7 @@ def _apply(
             return latest, False
         except transitions.StatusChanged:
             pass  # claimed meanwhile: decide again on the locked row
-    elif new_keys_unguarded and (latest is None or latest.task_execution_idx < idx):
+    elif not guarded and (latest is None or latest.task_execution_idx < idx):
         task = _create(run, spec, data, actor=actor, guarded=False)
         assert task is not None
         _after_change(run, task, was_terminal=False)
@@ -399,24 +327,17 @@ def _create(
 ) -> TaskExecution | None:
     """Insert the reported execution; None if the key appeared meanwhile. Unguarded, the
     insert joins the transaction's merged writes and a collision fails the transaction."""
-    status = data["status"]
     values: dict[str, Any] = {name: data[name] for name in REPORTED_FIELDS if name in data}
-    if status == TE.RUNNING:
-        now = timezone.now()
-        values.update(
-            started_at=now,
-            lease_owner=data.get("worker_id"),
-            lease_expires_at=now + timedelta(seconds=transitions.lease_seconds()),
-        )
     task = transitions.build_task_execution(
         execution=run.execution,
         task_name=spec.name,
         idx=data["task_execution_idx"],
-        status=status,
+        status=data["status"],
         executor=spec.task_executor_name,
         max_attempts=spec.retries.max_attempts,
         timeout_seconds=spec.timeout_seconds,
         actor=actor,
+        worker_id=data.get("worker_id"),
         **values,
     )
     if not guarded:
