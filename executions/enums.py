@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from django.db import models
 
+# Shared with task outputs, whose app defines them (outputs never imports executions).
+from outputs.enums import EditedStatus as EditedStatus
+from outputs.enums import StaleStatus as StaleStatus
+from outputs.enums import TaskOutputStatus as TaskOutputStatus
+
 
 class FlowStatus(models.TextChoices):
     DRAFT = "draft"
@@ -30,17 +35,6 @@ class TaskExecutionStatus(models.TextChoices):
     AWAITING_INPUT = "awaiting_input"
     STALE = "stale"
     DELETED = "deleted"
-
-
-class EditedStatus(models.TextChoices):
-    NOT_EDITED = "not_edited"
-    EDITED_NOT_REEXECUTED = "edited_not_reexecuted"
-    EDITED_REEXECUTED = "edited_reexecuted"
-
-
-class StaleStatus(models.TextChoices):
-    CONSISTENT = "consistent"
-    STALE = "stale"
 
 
 FE = FlowExecutionStatus
@@ -80,17 +74,6 @@ TASK_EXECUTION_TRANSITIONS: dict[str, frozenset[str]] = {
     TE.STALE: frozenset(),
     TE.DELETED: frozenset(),
 }
-
-
-# Task output statuses (seed 001).
-class TaskOutputStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    DELETED = "deleted"
-    STALE = "stale"
 
 
 # Task executions that still hold work: a flow execution is not finished while any exists.

@@ -1,4 +1,11 @@
-from executions.api import executors, flow_executions, flows, task_executions, worker
+from executions.api import (
+    executors,
+    flow_executions,
+    flows,
+    task_executions,
+    task_outputs,
+    worker,
+)
 
 urlpatterns = [
     *flows.urlpatterns,
@@ -6,4 +13,5 @@ urlpatterns = [
     *worker.urlpatterns,
     *task_executions.urlpatterns,
     *executors.urlpatterns,
+    *task_outputs.urlpatterns,
 ]

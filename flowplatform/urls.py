@@ -11,7 +11,6 @@ api_patterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("", include("executions.urls")),
-    path("", include("outputs.urls")),
 ]
 
 urlpatterns = [

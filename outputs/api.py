@@ -1,4 +1,6 @@
-"""HTTP API of task outputs: list (streamed), create (seed 001), retrieve."""
+"""HTTP API of task outputs, reading: the list (streamed) and one output. A worker's own
+output (``POST /api/task-outputs``, seed 001) is a report the engine decides: its view adds
+``post`` to this list view (``executions.api.task_outputs``)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,14 @@ from urllib.parse import urlencode
 
 from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions.enums import EditedStatus, StaleStatus, TaskOutputStatus
-from flowplatform.api import parse, parse_query, principal_of
+from flowplatform.api import parse_query, principal_of
+from outputs.enums import EditedStatus, StaleStatus, TaskOutputStatus
 from outputs.representations import task_output_data
 from outputs.selectors import (
     TaskOutputFilters,
@@ -23,7 +25,6 @@ from outputs.selectors import (
     row_dict,
     task_output_rows,
 )
-from outputs.services import create_or_update_task_output
 from outputs.streaming import json_array_response
 
 LIST_MAX_LIMIT = 1000
@@ -50,35 +51,6 @@ class StrictUUIDField(serializers.UUIDField):
 
 
 # --- input ----------------------------------------------------------------------------------
-
-
-class TaskOutputCreateIn(serializers.Serializer):
-    flow_execution_id = StrictUUIDField()
-    organization_id = StrictUUIDField(
-        required=False,
-        help_text="Must be the caller's organization (403 otherwise); omitted, it is inherited.",
-    )
-    task_name = StrictCharField(min_length=1, max_length=200, trim_whitespace=False)
-    summary = serializers.JSONField(
-        allow_null=True, help_text="Required (may be null): any JSON value for display."
-    )
-    output = serializers.JSONField(required=False, allow_null=True)
-    tags = serializers.JSONField(required=False, allow_null=True)
-    status = serializers.ChoiceField(
-        choices=TaskOutputStatus.choices,
-        required=False,
-        help_text="Default `queued` when the output is created; unchanged on update if omitted.",
-    )
-    modified_by = StrictCharField(
-        required=False,
-        allow_blank=True,
-        max_length=200,
-        help_text="Service keys only: the actor to record (default `system`). "
-        "Ignored for user keys, which record the user's id.",
-    )
-    id = StrictCharField(required=False, allow_blank=True, help_text="Ignored.")
-    created_at = StrictCharField(required=False, allow_blank=True, help_text="Ignored.")
-    updated_at = StrictCharField(required=False, allow_blank=True, help_text="Ignored.")
 
 
 class TaskOutputListQuery(serializers.Serializer):
@@ -135,7 +107,7 @@ _LINK_HEADER = OpenApiParameter(
 _TASK_OUTPUT_ID = OpenApiParameter("task_output_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
-class TaskOutputListCreateView(APIView):
+class TaskOutputListView(APIView):
     @extend_schema(
         operation_id="list_task_outputs",
         summary="List task outputs",
@@ -170,31 +142,6 @@ class TaskOutputListCreateView(APIView):
             page = page[:limit]
             headers["Link"] = f'<{_next_url(request, page[-1][0])}>; rel="next"'
         return Response([row_dict(values) for values in page], headers=headers)
-
-    @extend_schema(
-        operation_id="create_task_output",
-        summary="Create or update a task output",
-        description=(
-            "Creates the output of a task of a flow execution (201) or, when that task "
-            "already has one, updates it with the fields sent (200): reporting twice never "
-            "duplicates. `id`, `created_at` and `updated_at` in the body are ignored. "
-            "Notifies the flow's and the organization's summary WebSocket clients after "
-            "commit."
-        ),
-        request=TaskOutputCreateIn,
-        responses={
-            201: OpenApiResponse(TaskOutputOut, description="Created."),
-            200: OpenApiResponse(TaskOutputOut, description="Updated the task's output."),
-        },
-        extensions={"x-error-codes": ["404"]},
-    )
-    def post(self, request: Request) -> Response:
-        principal = principal_of(request)
-        data = parse(TaskOutputCreateIn, request.data)
-        row, created = create_or_update_task_output(
-            principal=principal, flow_execution_id=data["flow_execution_id"], data=data
-        )
-        return Response(task_output_data(row), status=201 if created else 200)
 
 
 class TaskOutputDetailView(APIView):

@@ -6,9 +6,8 @@ import uuid
 
 from django.db import models
 
-from executions.enums import EditedStatus, StaleStatus, TaskOutputStatus
-from executions.models import FlowExecution
 from flowplatform.models import Organization
+from outputs.enums import EditedStatus, StaleStatus, TaskOutputStatus
 
 
 class TaskOutput(models.Model):
@@ -19,7 +18,10 @@ class TaskOutput(models.Model):
     # No index of its own: the unique (flow_execution, task_name) serves every lookup by
     # flow execution (a narrower index could be chosen for a key under a low estimate).
     flow_execution = models.ForeignKey(
-        FlowExecution, on_delete=models.CASCADE, related_name="task_outputs", db_index=False
+        "executions.FlowExecution",
+        on_delete=models.CASCADE,
+        related_name="task_outputs",
+        db_index=False,
     )
     flow_version = models.PositiveIntegerField(null=True, blank=True)
     task_name = models.CharField(max_length=200)

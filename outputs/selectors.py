@@ -15,11 +15,11 @@ from django.db import connections
 from django.db.models import Func, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from executions.enums import TaskOutputStatus
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
 from flowplatform.pagination import unknown_cursor
 from flowplatform.representation import as_uuid, iso
+from outputs.enums import TaskOutputStatus
 from outputs.models import TaskOutput
 
 # The columns of ``outputs.representations.task_output_data``, in its order.

@@ -14,7 +14,7 @@ production) carry ``task_execution_id``, ``flow_execution_id``, ``task_name``, `
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -49,19 +49,19 @@ def task_transitions(
         transaction.on_commit(lambda: _emit(captured, worker_id), robust=True)
 
 
-def tasks_claimed(rows: Iterable[Mapping[str, Any]], *, worker_id: str) -> None:
-    """Claimed rows (``.values()`` of ``TaskExecution``): queued → running, and the claims."""
+def tasks_claimed(tasks: Iterable[TaskExecution], *, worker_id: str) -> None:
+    """Claimed executions: queued → running, and the claims."""
     captured = [
         (
-            str(row["id"]),
-            str(row["flow_execution_id"]),
-            str(row["organization_id"]),
-            row["task_name"],
-            row["task_execution_idx"],
+            str(task.id),
+            str(task.flow_execution_id),
+            str(task.organization_id),
+            task.task_name,
+            task.task_execution_idx,
             "queued",
             "running",
         )
-        for row in rows
+        for task in tasks
     ]
     if captured:
         transaction.on_commit(lambda: _emit(captured, worker_id, claims=True), robust=True)

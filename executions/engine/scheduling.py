@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from executions import dsl
-from executions.engine import observe, transitions
+from executions.engine import observe, outputs, transitions
 from executions.engine.state import Run, load_runs
 from executions.enums import TASK_ACTIVE, FlowExecutionStatus, StaleStatus, TaskExecutionStatus
 from executions.models import TaskExecution
@@ -38,10 +38,8 @@ def sync_outputs(run: Run, tasks: Iterable[TaskExecution], *, prefetch: Iterable
     """Keep each task's output in step with its (latest) execution, in bulk. ``prefetch``
     names tasks whose outputs this operation will likely sync next (loaded in the same
     query, then cached in ``run.outputs``)."""
-    from outputs import services as outputs
-
-    outputs.sync_outputs_from_executions(
-        task_executions=list(tasks),
+    outputs.sync_outputs(
+        list(tasks),
         flow_id=run.flow_id,
         flow_version=run.execution.flow_version,
         known=run.outputs,
@@ -49,19 +47,13 @@ def sync_outputs(run: Run, tasks: Iterable[TaskExecution], *, prefetch: Iterable
     )
 
 
-def prefetch(run: Run, task_names: Sequence[str], *, outputs: bool = True) -> None:
+def prefetch(run: Run, task_names: Sequence[str], *, with_outputs: bool = True) -> None:
     """Load in one query each what reacting to ``task_names`` will read: their latest
     executions and those around them (``Run.load_around``) and, with ``outputs``, the
     outputs of those tasks and of the tasks downstream (``run.outputs``)."""
     run.load_around(*task_names)
-    if outputs:
-        from outputs import services as outputs_services
-
-        outputs_services.load_outputs(
-            flow_execution_id=run.execution.id,
-            task_names=run.around(*task_names),
-            known=run.outputs,
-        )
+    if with_outputs:
+        outputs.load_outputs([(run.execution.id, run.around(*task_names), run.outputs)])
 
 
 def prefetch_runs(work: Sequence[tuple[Run, Sequence[str]]]) -> None:
@@ -70,12 +62,10 @@ def prefetch_runs(work: Sequence[tuple[Run, Sequence[str]]]) -> None:
     ``sync_outputs`` to read, as ``prefetch`` leaves them, when there is one run)."""
     if len(work) == 1:
         run, names = work[0]
-        prefetch(run, names, outputs=len(names) > 1)
+        prefetch(run, names, with_outputs=len(names) > 1)
         return
-    from outputs import services as outputs_services
-
     load_runs([(run, run.needed_around(*names)) for run, names in work])
-    outputs_services.load_outputs_of(
+    outputs.load_outputs(
         [(run.execution.id, run.around(*names), run.outputs) for run, names in work]
     )
 

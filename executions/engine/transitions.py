@@ -303,35 +303,52 @@ def request_cancellation(execution: FlowExecution) -> int:
     ).update(cancel_requested=True)
 
 
-def claim(candidates: QuerySet[TaskExecution], *, limit: int, worker_id: str) -> list[UUID]:
-    """Atomically move up to ``limit`` of ``candidates`` (queued) to running for ``worker_id``.
+def claim(
+    candidates: QuerySet[TaskExecution], *, limit: int, worker_id: str
+) -> list[tuple[TaskExecution, UUID, int]]:
+    """Move up to ``limit`` of ``candidates`` (queued executions, in the queryset's order) to
+    ``running`` under a lease for ``worker_id``, in one statement; returns each claimed
+    execution with its flow's id and its flow execution's version, in claim order.
 
-    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then one UPDATE, so concurrent claimers
-    never wait for or take the same rows. Elsewhere (SQLite): one compare-and-set UPDATE per
-    row, ``WHERE status = 'queued'``, keeping the rows whose update count is 1.
-    """
+    The statement is built from ``candidates``: on PostgreSQL its rows are picked ``FOR
+    UPDATE SKIP LOCKED``, so concurrent claimers never wait for nor take the same rows (on
+    SQLite the one writer runs claims one after another). The picked rows get the running
+    transition's stamps (``_status_stamps``) and come back through ``RETURNING``. Needs the
+    caller's transaction; the events and metrics are the caller's (``leases``)."""
     now = timezone.now()
-    values = {
-        "status": TE.RUNNING,
-        "started_at": now,
-        "updated_at": now,
-        "lease_owner": worker_id,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds()),
-        "cancel_requested": False,
-    }
-    if connection.features.has_select_for_update_skip_locked:
-        locked = candidates.select_for_update(skip_locked=True, of=("self",))
-        ids = list(locked.values_list("id", flat=True)[:limit])
-        if ids:
-            TaskExecution.objects.filter(id__in=ids).update(**values)
-        return ids
-    claimed: list[UUID] = []
-    for pk in candidates.values_list("id", flat=True)[: limit * 2]:
-        if TaskExecution.objects.filter(id=pk, status=TE.QUEUED).update(**values) == 1:
-            claimed.append(pk)
-            if len(claimed) == limit:
-                break
-    return claimed
+    claimed = TaskExecution(status=TE.QUEUED, updated_at=now, cancel_requested=False)
+    names = _status_stamps(claimed, TE.RUNNING, now=now, worker_id=worker_id)
+    claimed.status = TE.RUNNING
+    names |= {"status", "updated_at", "cancel_requested"}
+    fields = [TaskExecution._meta.get_field(name) for name in sorted(names)]
+    assignments = ", ".join(f'"{field.column}" = %s' for field in fields)
+    values = [
+        field.get_db_prep_save(getattr(claimed, field.attname), connection) for field in fields
+    ]
+    picked = candidates.select_for_update(skip_locked=True, of=("self",)).values("id")[:limit]
+    pick_sql, pick_params = picked.query.sql_with_params()
+    te, fe = rows.table(TaskExecution), rows.table(FlowExecution)
+    returned = ", ".join(f'"{field.column}"' for field in TaskExecution._meta.concrete_fields)
+    # No alias for the table: SQLite's RETURNING knows it by its name only.
+    sql = (
+        f"WITH picked AS MATERIALIZED ({pick_sql})"
+        f" UPDATE {te} SET {assignments}"
+        ' WHERE "id" IN (SELECT "id" FROM picked)'
+        f" RETURNING {returned},"
+        f' (SELECT f."flow_id" FROM {fe} f WHERE f."id" = {te}."flow_execution_id"),'
+        f' (SELECT f."flow_version" FROM {fe} f WHERE f."id" = {te}."flow_execution_id")'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*pick_params, *values])
+        found = cursor.fetchall()
+    width = len(found[0]) - 2 if found else 0
+    tasks = rows.instances(TaskExecution, [row[:width] for row in found])
+    flows = [rows.values(FlowExecution, ("flow", "flow_version"), row[width:]) for row in found]
+    result = [
+        (task, flow["flow"], flow["flow_version"]) for task, flow in zip(tasks, flows, strict=True)
+    ]
+    result.sort(key=lambda item: (item[0].available_at, item[0].created_at, item[0].id))
+    return result
 
 
 # -- flow executions ------------------------------------------------------------------------

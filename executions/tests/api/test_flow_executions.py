@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from rest_framework.test import APIClient
 
+from executions.engine.outputs import report_task_output
 from executions.models import FlowExecution
 from executions.tests.factories import (
     TWO_STEPS,
@@ -14,7 +15,6 @@ from executions.tests.factories import (
 )
 from flowplatform.principal import Principal
 from flowplatform.services import create_api_key
-from outputs.services import create_or_update_task_output
 from realtime.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -166,10 +166,14 @@ def test_foreign_organization_id_is_403(user_client, flow, outsider, tenant):
 
 def _add_output(execution, task_name: str, summary) -> None:
     principal = Principal(organization=execution.organization, kind="service", actor="system")
-    create_or_update_task_output(
+    report_task_output(
         principal=principal,
-        flow_execution_id=execution.id,
-        data={"task_name": task_name, "summary": summary, "output": {"n": summary}},
+        data={
+            "flow_execution_id": execution.id,
+            "task_name": task_name,
+            "summary": summary,
+            "output": {"n": summary},
+        },
     )
 
 

@@ -108,10 +108,12 @@ def test_deleted_task_cannot_be_edited(execution):
         transitions.check_edit(_task(execution, TE.DELETED), TE.COMPLETED)
 
 
-def test_claim_is_compare_and_set(execution):
+def test_a_claim_takes_a_queued_execution_once(execution):
     task = _task(execution, TE.QUEUED)
     candidates = TaskExecution.objects.filter(id=task.id, status=TE.QUEUED)
-    assert transitions.claim(candidates, limit=5, worker_id="w1") == [task.id]
+    (claimed,) = transitions.claim(candidates, limit=5, worker_id="w1")
+    assert (claimed[0].id, claimed[1], claimed[2]) == (task.id, execution.flow_id, 1)
+    assert claimed[0].status == TE.RUNNING and claimed[0].lease_owner == "w1"
     assert transitions.claim(candidates, limit=5, worker_id="w2") == []
     task.refresh_from_db()
     assert (task.status, task.lease_owner) == (TE.RUNNING, "w1")

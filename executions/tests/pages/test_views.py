@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.test import Client
 
+from executions.engine.outputs import report_task_output
 from executions.models import FlowExecution, TaskExecution, TaskStatus
 from executions.pages.presentation import display_status
 from executions.representations import task_execution_data
@@ -17,7 +18,6 @@ from executions.tests.factories import make_flow, make_flow_execution
 from flowplatform.authentication import principal_for_key
 from flowplatform.exceptions import ValidationFailed
 from flowplatform.services import get_or_create_user
-from outputs.services import create_or_update_task_output
 from realtime.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -215,10 +215,9 @@ def test_start_form_checks_csrf(tenant, flow) -> None:  # noqa: ANN001
 
 def test_execution_page_embeds_state_and_nodes_are_buttons(page_client, tenant, execution) -> None:  # noqa: ANN001
     principal = principal_for_key(tenant.service_api_key)
-    create_or_update_task_output(
+    report_task_output(
         principal=principal,
-        flow_execution_id=execution.id,
-        data={"task_name": "a", "summary": {"rows": 3}},
+        data={"flow_execution_id": execution.id, "task_name": "a", "summary": {"rows": 3}},
     )
     response = page_client.get(f"/executions/{execution.id}")
     assert response.status_code == 200

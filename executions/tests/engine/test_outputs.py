@@ -1,4 +1,5 @@
-"""The functions the engine calls to keep outputs in step with task executions."""
+"""The engine keeps outputs in step with task executions: one rule (``output_values``) applied
+by one function (``sync_outputs``), and the status history's effect (``apply_task_statuses``)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import realtime.publisher
-from outputs import services
+from executions.engine.events import collecting
+from executions.engine.outputs import apply_task_statuses as apply_statuses
+from executions.engine.outputs import sync_outputs
 from outputs.models import TaskOutput
 from outputs.representations import task_output_data
-from outputs.services import apply_task_statuses, mark_outputs_stale, sync_output_from_execution
-from outputs.tests.factories import make_output, make_task_execution
+from outputs.tests.factories import make_flow_execution, make_output, make_task_execution
 from realtime.models import Event
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def flow_execution(tenant):  # noqa: ANN001, ANN201
+    return make_flow_execution(tenant.organization)
 
 
 @pytest.fixture
@@ -26,9 +33,14 @@ def pushed(monkeypatch):  # noqa: ANN001, ANN201
 
 
 def sync(te, execution):  # noqa: ANN001, ANN201
-    return sync_output_from_execution(
-        task_execution=te, flow_id=execution.flow_id, flow_version=execution.flow_version
-    )
+    with collecting():
+        (row,) = sync_outputs([te], flow_id=execution.flow_id, flow_version=execution.flow_version)
+    return row
+
+
+def apply_task_statuses(*, flow_execution, flow_id, statuses):  # noqa: ANN001, ANN201
+    with collecting():
+        apply_statuses(flow_execution_id=flow_execution.id, flow_id=flow_id, statuses=statuses)
 
 
 def event_types() -> list[str]:
@@ -39,7 +51,7 @@ def no_lock_taken(queries) -> bool:  # noqa: ANN001
     return not any("FOR UPDATE" in q["sql"].upper() for q in queries)
 
 
-# --- sync_output_from_execution -------------------------------------------------------------
+# --- sync_outputs -----------------------------------------------------------------------------
 
 
 def test_first_sync_creates_the_output_and_publishes_after_commit(
@@ -185,77 +197,36 @@ def test_sync_queries_are_few_and_take_no_lock(flow_execution):
     assert no_lock_taken(created) and no_lock_taken(updated)
 
 
-def test_sync_recovers_when_the_output_appeared_meanwhile(flow_execution, monkeypatch):
-    """The unique constraint is the backstop: a lost insert race becomes an update."""
-    te = make_task_execution(flow_execution, "a", status="completed", output={"v": 1})
-    make_output(flow_execution, "a", summary="kept", status="running")
-    real = services._current_output
-    calls: list = []
+# --- staleness and soft deletion --------------------------------------------------------------
 
-    def missed_first_time(**kwargs):  # noqa: ANN003, ANN202
-        calls.append(kwargs)
-        return None if len(calls) == 1 else real(**kwargs)
 
-    monkeypatch.setattr(services, "_current_output", missed_first_time)
+def test_an_execution_marked_stale_makes_its_output_stale(flow_execution):
+    te = make_task_execution(flow_execution, "b", status="completed", output={"v": 1})
+    sync(te, flow_execution)
+    TaskExecutionQuery(te).set(stale_status="stale")
     row = sync(te, flow_execution)
-    assert len(calls) == 2
-    monkeypatch.undo()
-    stored = TaskOutput.objects.get()
-    assert row.pk == stored.pk
-    assert (stored.status, stored.output, stored.summary) == ("completed", {"v": 1}, "kept")
-    assert event_types() == ["task_output.updated"]
-
-
-# --- mark_outputs_stale ---------------------------------------------------------------------
-
-
-def test_mark_outputs_stale_marks_the_existing_named_outputs(
-    flow_execution, django_capture_on_commit_callbacks, pushed
-):
-    a = make_output(flow_execution, "a", status="completed")
-    b = make_output(flow_execution, "b", status="completed")
-    with django_capture_on_commit_callbacks(execute=True):
-        changed = mark_outputs_stale(
-            flow_execution=flow_execution, task_names=["b", "c"], flow_id=flow_execution.flow_id
-        )
-    assert changed == ["b"]
-    b.refresh_from_db()
-    a.refresh_from_db()
-    assert (b.status, b.stale_status) == ("stale", "stale")
-    assert (a.status, a.stale_status) == ("completed", "consistent")
-    assert not TaskOutput.objects.filter(task_name="c").exists()  # no output, none created
-    event = Event.objects.get()
-    assert event.type == "task_output.updated" and event.task_name == "b"
-    assert event.data == task_output_data(b)
-    assert [[m["event_type"] for m in batch] for batch in pushed] == [["task_output.updated"]]
-    assert pushed[0][0]["id"] == event.id and pushed[0][0]["data"] == event.data
-
-
-def test_mark_outputs_stale_skips_already_stale_outputs(flow_execution):
-    make_output(flow_execution, "a", status="stale", stale_status="stale")
-    assert (
-        mark_outputs_stale(
-            flow_execution=flow_execution, task_names={"a"}, flow_id=flow_execution.flow_id
-        )
-        == []
-    )
-    assert not Event.objects.exists()
+    assert (row.status, row.stale_status, row.output) == ("stale", "stale", {"v": 1})
+    assert event_types() == ["task_output.created", "task_output.updated"]
 
 
 def test_soft_deleted_outputs_are_not_resurrected(flow_execution):
     row = make_output(flow_execution, "a", status="deleted")
-    assert (
-        mark_outputs_stale(
-            flow_execution=flow_execution, task_names=["a"], flow_id=flow_execution.flow_id
-        )
-        == []
-    )
+    te = make_task_execution(flow_execution, "a", status="completed", stale_status="stale")
+    sync(te, flow_execution)
     apply_task_statuses(
         flow_execution=flow_execution, flow_id=flow_execution.flow_id, statuses=[("a", "running")]
     )
     row.refresh_from_db()
     assert row.status == "deleted"
     assert not Event.objects.exists()
+
+
+def test_a_task_queued_again_brings_its_deleted_output_back(flow_execution):
+    row = make_output(flow_execution, "a", status="deleted")
+    te = make_task_execution(flow_execution, "a", idx=1, status="queued")
+    sync(te, flow_execution)
+    row.refresh_from_db()
+    assert row.status == "queued"
 
 
 def test_a_reported_deleted_status_soft_deletes_the_output(flow_execution):
@@ -267,41 +238,9 @@ def test_a_reported_deleted_status_soft_deletes_the_output(flow_execution):
     assert row.status == "deleted"
 
 
-def test_mark_outputs_stale_statements(flow_execution):
-    """PostgreSQL: one statement (update and outbox insert); elsewhere one SELECT, one
-    UPDATE, one outbox insert."""
-    for name in "cab":
-        make_output(flow_execution, name, status="completed")
-    with CaptureQueriesContext(connection) as queries:
-        changed = mark_outputs_stale(
-            flow_execution=flow_execution, task_names="bca", flow_id=flow_execution.flow_id
-        )
-    assert changed == ["a", "b", "c"]
-    expected = 1 if connection.vendor == "postgresql" else 3
-    assert len(queries) == expected, [q["sql"] for q in queries]
-    assert no_lock_taken(queries)
-    assert event_types() == ["task_output.updated"] * 3
-
-
-def test_mark_outputs_stale_with_a_large_closure(flow_execution):
-    for name in ("t1", "t7", "keep"):
-        make_output(flow_execution, name, status="completed")
-    names = [f"t{i}" for i in range(1000)]
-    changed = mark_outputs_stale(
-        flow_execution=flow_execution, task_names=names, flow_id=flow_execution.flow_id
-    )
-    assert changed == ["t1", "t7"]
-    assert TaskOutput.objects.get(task_name="keep").status == "completed"
-
-
 def test_outputs_of_other_executions_are_untouched(flow_execution, tenant):
-    from outputs.tests.factories import make_flow_execution
-
     other = make_flow_execution(tenant.organization)
     theirs = make_output(other, "a", status="completed")
-    mark_outputs_stale(
-        flow_execution=flow_execution, task_names=["a"], flow_id=flow_execution.flow_id
-    )
     apply_task_statuses(
         flow_execution=flow_execution, flow_id=flow_execution.flow_id, statuses=[("a", "failed")]
     )
