@@ -16,8 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flowplatform.api import parse_query, principal_of
-from outputs.enums import EditedStatus, StaleStatus, TaskOutputStatus
-from outputs.representations import task_output_data
+from outputs.enums import TaskOutputStatus
+from outputs.representations import TASK_OUTPUT, task_output_data
 from outputs.selectors import (
     TaskOutputFilters,
     get_task_output,
@@ -80,21 +80,7 @@ class TaskOutputListQuery(serializers.Serializer):
 # --- output (documentation of what representations.task_output_data renders) --------------
 
 
-class TaskOutputOut(serializers.Serializer):
-    id = serializers.UUIDField()
-    organization_id = serializers.UUIDField()
-    flow_execution_id = serializers.UUIDField()
-    flow_version = serializers.IntegerField(allow_null=True, min_value=1)
-    task_name = serializers.CharField(min_length=1, max_length=200)
-    summary = serializers.JSONField(allow_null=True)
-    output = serializers.JSONField(allow_null=True)
-    tags = serializers.JSONField(allow_null=True)
-    status = serializers.ChoiceField(choices=TaskOutputStatus.choices)
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-    modified_by = serializers.CharField(max_length=200)
-    edited_status = serializers.ChoiceField(choices=EditedStatus.choices)
-    stale_status = serializers.ChoiceField(choices=StaleStatus.choices)
+TaskOutputOut = TASK_OUTPUT.serializer()
 
 
 _LINK_HEADER = OpenApiParameter(

@@ -1,51 +1,31 @@
-"""How task outputs look on the wire (API responses and events)."""
+"""How task outputs look on the wire (API responses, events and the OpenAPI schema): one
+field table (``flowplatform.representation``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from rest_framework import serializers as S
 
-from flowplatform.representation import iso, iso_sql, json_object_sql, uid, uid_sql
-from outputs.models import TaskOutput
+from flowplatform.representation import JSON_KIND, TIME_KIND, UUID_KIND, VALUE_KIND, Out, Renderer
+from outputs.enums import EditedStatus, StaleStatus, TaskOutputStatus
 
+TASK_OUTPUT = Renderer(
+    "TaskOutputOut",
+    [
+        Out("id", UUID_KIND, S.UUIDField),
+        Out("organization_id", UUID_KIND, S.UUIDField),
+        Out("flow_execution_id", UUID_KIND, S.UUIDField),
+        Out("flow_version", VALUE_KIND, lambda: S.IntegerField(allow_null=True, min_value=1)),
+        Out("task_name", VALUE_KIND, lambda: S.CharField(min_length=1, max_length=200)),
+        Out("summary", JSON_KIND, lambda: S.JSONField(allow_null=True)),
+        Out("output", JSON_KIND, lambda: S.JSONField(allow_null=True)),
+        Out("tags", JSON_KIND, lambda: S.JSONField(allow_null=True)),
+        Out("status", VALUE_KIND, lambda: S.ChoiceField(choices=TaskOutputStatus.choices)),
+        Out("created_at", TIME_KIND, S.DateTimeField),
+        Out("updated_at", TIME_KIND, S.DateTimeField),
+        Out("modified_by", VALUE_KIND, lambda: S.CharField(max_length=200)),
+        Out("edited_status", VALUE_KIND, lambda: S.ChoiceField(choices=EditedStatus.choices)),
+        Out("stale_status", VALUE_KIND, lambda: S.ChoiceField(choices=StaleStatus.choices)),
+    ],
+)
 
-def task_output_data(row: TaskOutput) -> dict[str, Any]:
-    return {
-        "id": uid(row.id),
-        "organization_id": uid(row.organization_id),
-        "flow_execution_id": uid(row.flow_execution_id),
-        "flow_version": row.flow_version,
-        "task_name": row.task_name,
-        "summary": row.summary,
-        "output": row.output,
-        "tags": row.tags,
-        "status": row.status,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-        "modified_by": row.modified_by,
-        "edited_status": row.edited_status,
-        "stale_status": row.stale_status,
-    }
-
-
-def task_output_data_sql(alias: str) -> str:
-    """PostgreSQL: a ``jsonb`` expression equal to ``task_output_data`` of the row ``alias``
-    of the task output table."""
-    o = alias
-    return json_object_sql(
-        {
-            "id": uid_sql(f"{o}.id"),
-            "organization_id": uid_sql(f"{o}.organization_id"),
-            "flow_execution_id": uid_sql(f"{o}.flow_execution_id"),
-            "flow_version": f"{o}.flow_version",
-            "task_name": f"{o}.task_name",
-            "summary": f"{o}.summary",
-            "output": f"{o}.output",
-            "tags": f"{o}.tags",
-            "status": f"{o}.status",
-            "created_at": iso_sql(f"{o}.created_at"),
-            "updated_at": iso_sql(f"{o}.updated_at"),
-            "modified_by": f"{o}.modified_by",
-            "edited_status": f"{o}.edited_status",
-            "stale_status": f"{o}.stale_status",
-        }
-    )
+task_output_data = TASK_OUTPUT.data

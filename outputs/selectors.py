@@ -18,29 +18,17 @@ from django.db.models.functions import Cast
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
 from flowplatform.pagination import unknown_cursor
-from flowplatform.representation import as_uuid, iso
+from flowplatform.representation import (
+    JSON_KIND,
+    TIME_KIND,
+    UUID_KIND,
+    as_uuid,
+    iso,
+    iso_sql,
+)
 from outputs.enums import TaskOutputStatus
 from outputs.models import TaskOutput
-
-# The columns of ``outputs.representations.task_output_data``, in its order.
-ROW_FIELDS = (
-    "id",
-    "organization_id",
-    "flow_execution_id",
-    "flow_version",
-    "task_name",
-    "summary",
-    "output",
-    "tags",
-    "status",
-    "created_at",
-    "updated_at",
-    "modified_by",
-    "edited_status",
-    "stale_status",
-)
-_CREATED_AT = ROW_FIELDS.index("created_at")
-_UPDATED_AT = ROW_FIELDS.index("updated_at")
+from outputs.representations import TASK_OUTPUT
 
 
 @dataclass(frozen=True)
@@ -122,19 +110,15 @@ def list_task_outputs(
 
 
 class IsoUtc(Func):
-    """PostgreSQL: a timestamptz as ISO 8601 UTC text, microseconds and ``Z`` included."""
+    """PostgreSQL: a timestamptz as ``iso`` writes it (``iso_sql``)."""
 
-    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    template = iso_sql("%(expressions)s")
     output_field = TextField()
 
 
-_JSON_FIELDS = frozenset({"summary", "output", "tags"})
-_UUID_FIELDS = frozenset({"id", "organization_id", "flow_execution_id"})
-_TIME_FIELDS = frozenset({"created_at", "updated_at"})
-
-
 def task_output_rows(queryset: QuerySet[TaskOutput]) -> QuerySet:
-    """``queryset`` as value tuples in ``ROW_FIELDS`` order, for ``row_dict``.
+    """``queryset`` as value tuples of ``TASK_OUTPUT``'s fields, in its order, for
+    ``row_dict``.
 
     No model instances, and the database does the conversions it does fastest: JSON columns
     come as their JSON text (spliced into the response without being parsed and re-encoded)
@@ -142,30 +126,25 @@ def task_output_rows(queryset: QuerySet[TaskOutput]) -> QuerySet:
     """
     postgres = connections[queryset.db].vendor == "postgresql"
     columns: list[Any] = []
-    for name in ROW_FIELDS:
-        if name in _JSON_FIELDS or (postgres and name in _UUID_FIELDS):
-            columns.append(Cast(name, output_field=TextField()))
-        elif postgres and name in _TIME_FIELDS:
-            columns.append(IsoUtc(name))
+    for field in TASK_OUTPUT.fields:
+        if field.kind == JSON_KIND or (postgres and field.kind == UUID_KIND):
+            columns.append(Cast(field.source, output_field=TextField()))
+        elif postgres and field.kind == TIME_KIND:
+            columns.append(IsoUtc(field.source))
         else:
-            columns.append(name)
+            columns.append(field.source)
     return queryset.values_list(*columns)
 
 
 def row_dict(values: tuple[Any, ...]) -> dict[str, Any]:
-    """One ``task_output_rows`` tuple rendered exactly as ``task_output_data`` renders it
+    """One ``task_output_rows`` tuple rendered exactly as ``TASK_OUTPUT.data`` renders it
     (for the JSON encoder of ``flowplatform.renderers``: UUID objects and pre-encoded JSON
     fragments are written as they are)."""
-    row = dict(zip(ROW_FIELDS, values, strict=True))
-    for name in _JSON_FIELDS:
-        if row[name] is not None:
-            row[name] = orjson.Fragment(row[name])
-    row["created_at"] = _iso(values[_CREATED_AT])
-    row["updated_at"] = _iso(values[_UPDATED_AT])
+    row: dict[str, Any] = {}
+    for field, value in zip(TASK_OUTPUT.fields, values, strict=True):
+        if field.kind == JSON_KIND and value is not None:
+            value = orjson.Fragment(value)
+        elif field.kind == TIME_KIND and not isinstance(value, str):
+            value = iso(value)
+        row[field.key] = value
     return row
-
-
-def _iso(value: datetime | str | None) -> str | None:
-    if isinstance(value, str):  # IsoUtc text; iso() leaves out a zero fraction
-        return value[:-8] + "Z" if value.endswith(".000000Z") else value
-    return iso(value)

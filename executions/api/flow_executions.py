@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from executions.api.bodies import ServerFieldsRejected, organization_id_field
-from executions.enums import EditedStatus, FlowExecutionStatus, StaleStatus, TaskOutputStatus
-from executions.representations import flow_execution_data
+from executions.enums import FlowExecutionStatus
+from executions.representations import FLOW_EXECUTION, flow_execution_data
 from executions.selectors import (
     FLOW_EXECUTION_ORDERINGS,
     flow_executions_of,
@@ -27,7 +27,7 @@ from executions.services import flow_executions as services
 from flowplatform.api import parse, parse_query, principal_of
 from flowplatform.pagination import DEFAULT_LIMIT, LINK_HEADER, PageQuery, page_response, paginate
 from flowplatform.permissions import IsOrganizationPrincipal, IsUserPrincipal
-from outputs.representations import task_output_data
+from outputs.representations import TASK_OUTPUT, task_output_data
 
 TAGS = ["flow-executions"]
 LISTED_STATUSES = [s for s in FlowExecutionStatus.values if s != FlowExecutionStatus.DELETED]
@@ -88,41 +88,15 @@ class ExecuteQuery(serializers.Serializer):
 # -- output (documentation of what the representations render) ------------------------------
 
 
-class FlowExecutionOut(serializers.Serializer):
-    id = serializers.UUIDField()
-    organization_id = serializers.UUIDField()
-    flow_id = serializers.UUIDField()
-    flow_version = serializers.IntegerField(min_value=1)
-    status = serializers.ChoiceField(FlowExecutionStatus.choices)
-    input = serializers.JSONField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-    modified_by = serializers.CharField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    completed_at = serializers.DateTimeField(allow_null=True)
+FlowExecutionOut = FLOW_EXECUTION.serializer()
 
 
-class FlowExecutionTaskOutputOut(serializers.Serializer):
-    id = serializers.UUIDField()
-    organization_id = serializers.UUIDField()
-    flow_execution_id = serializers.UUIDField()
-    flow_version = serializers.IntegerField(allow_null=True)
-    task_name = serializers.CharField()
-    summary = serializers.JSONField(allow_null=True)
-    output = serializers.JSONField(allow_null=True)
-    tags = serializers.JSONField(allow_null=True)
-    status = serializers.ChoiceField(TaskOutputStatus.choices)
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-    modified_by = serializers.CharField()
-    edited_status = serializers.ChoiceField(EditedStatus.choices)
-    stale_status = serializers.ChoiceField(StaleStatus.choices)
-
-
-class FlowExecutionDetailOut(FlowExecutionOut):
-    task_outputs = FlowExecutionTaskOutputOut(
+FlowExecutionDetailOut = FLOW_EXECUTION.serializer(
+    "FlowExecutionDetailOut",
+    task_outputs=TASK_OUTPUT.serializer()(
         many=True, help_text="The current output of each task, oldest first."
-    )
+    ),
+)
 
 
 def flow_execution_detail_data(execution: Any) -> dict[str, Any]:

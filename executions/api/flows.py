@@ -22,7 +22,13 @@ from executions.api.bodies import (
 )
 from executions.api.parsers import YAML_DEFINITION_PARSERS, YAML_MEDIA_TYPES, YAML_PARSERS
 from executions.enums import FlowStatus
-from executions.representations import flow_data, flow_version_data
+from executions.representations import (
+    FLOW,
+    FLOW_VERSION,
+    TaskDefinitionOut,
+    flow_data,
+    flow_version_data,
+)
 from executions.selectors import (
     flows_of,
     get_flow,
@@ -110,50 +116,8 @@ class VersionListQuery(PageQuery):
 # -- output (documentation of what executions.representations renders) ---------------------
 
 
-class RetriesOut(serializers.Serializer):
-    max_attempts = serializers.IntegerField()
-    backoff_seconds = serializers.FloatField()
-    backoff_factor = serializers.FloatField()
-
-
-class TaskDefinitionOut(serializers.Serializer):
-    name = serializers.CharField()
-    task_executor_name = serializers.CharField()
-    parameters = serializers.DictField()
-    depends_on = serializers.ListField(child=serializers.CharField())
-    retries = RetriesOut()
-    timeout_seconds = serializers.FloatField(required=False)
-    description = serializers.CharField(required=False)
-
-
-class FlowDefinitionOut(serializers.Serializer):
-    tasks = TaskDefinitionOut(many=True)
-    description = serializers.CharField(required=False)
-
-
-class FlowOut(serializers.Serializer):
-    id = serializers.UUIDField()
-    organization_id = serializers.UUIDField()
-    display_name = serializers.CharField()
-    description = serializers.CharField()
-    status = serializers.ChoiceField(FlowStatus.choices)
-    version = serializers.IntegerField(min_value=1)
-    definition = FlowDefinitionOut(help_text="Canonical form: defaults spelled out.")
-    tags = serializers.JSONField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-    modified_by = serializers.CharField()
-    deleted = serializers.BooleanField()
-
-
-class FlowVersionOut(serializers.Serializer):
-    id = serializers.UUIDField()
-    organization_id = serializers.UUIDField()
-    flow_id = serializers.UUIDField()
-    version = serializers.IntegerField(min_value=1)
-    definition = FlowDefinitionOut()
-    created_at = serializers.DateTimeField()
-    created_by = serializers.CharField()
+FlowOut = FLOW.serializer()
+FlowVersionOut = FLOW_VERSION.serializer()
 
 
 class ValidatedTaskOut(TaskDefinitionOut):

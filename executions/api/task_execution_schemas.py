@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions.enums import TASK_REPORTABLE, TaskExecutionStatus
+from executions.representations import TASK_EXECUTION, TASK_STATUS
 from flowplatform.fields import Body, Field
 from flowplatform.pagination import PageQuery
 
@@ -172,27 +173,7 @@ class WorkerInput(serializers.Serializer):
 # -- outputs ----------------------------------------------------------------------------------
 
 
-class TaskExecutionOut(serializers.Serializer):
-    id = serializers.UUIDField()
-    organization_id = serializers.UUIDField()
-    flow_execution_id = serializers.UUIDField()
-    task_name = serializers.CharField()
-    task_execution_idx = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=TaskExecutionStatus.choices)
-    input = serializers.JSONField(allow_null=True)
-    output = serializers.JSONField(allow_null=True)
-    error = serializers.JSONField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-    modified_by = serializers.CharField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    completed_at = serializers.DateTimeField(allow_null=True)
-    edited_status = serializers.CharField()
-    stale_status = serializers.CharField()
-    stale_reason = serializers.JSONField(allow_null=True)
-    task_executor_name = serializers.CharField(allow_blank=True)
-    attempt = serializers.IntegerField()
-    max_attempts = serializers.IntegerField()
+TaskExecutionOut = TASK_EXECUTION.serializer()
 
 
 class TaskExecutionEditOut(TaskExecutionOut):
@@ -203,13 +184,7 @@ class TaskExecutionEditOut(TaskExecutionOut):
     )
 
 
-class TaskStatusOut(serializers.Serializer):
-    id = serializers.UUIDField()
-    organization_id = serializers.UUIDField()
-    flow_execution_id = serializers.UUIDField()
-    task_name = serializers.CharField()
-    status = serializers.CharField(allow_null=True)
-    created_at = serializers.DateTimeField()
+TaskStatusOut = TASK_STATUS.serializer()
 
 
 class ClaimedTaskOut(TaskExecutionOut):

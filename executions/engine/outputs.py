@@ -247,9 +247,7 @@ WORKER_FIELDS = ("summary", "output", "tags", "status")
 
 
 @transaction.atomic
-def report_task_output(
-    *, principal: Principal, data: Mapping[str, Any]
-) -> tuple[TaskOutput, bool]:
+def report_task_output(*, principal: Principal, data: Mapping[str, Any]) -> tuple[TaskOutput, bool]:
     """Create the output of ``data["task_name"]`` in the flow execution
     ``data["flow_execution_id"]``, or update the one it has (one output per task: a retried
     report never duplicates). Returns ``(output, created)``.

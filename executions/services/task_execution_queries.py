@@ -1,5 +1,4 @@
-"""Reading task executions: organization-scoped getters, the filtered list, and a fast
-renderer for ``.values()`` rows that gives exactly what ``task_execution_data`` gives."""
+"""Reading task executions: organization-scoped getters and the filtered list."""
 
 from __future__ import annotations
 
@@ -15,46 +14,10 @@ from django.db.models import Q, QuerySet
 
 from executions.enums import FlowExecutionStatus, TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
-from executions.representations import task_execution_data_sql
+from executions.representations import TASK_EXECUTION, task_execution_data
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
 from flowplatform.pagination import unknown_cursor
-from flowplatform.representation import iso
-
-ROW_FIELDS = (
-    "id",
-    "organization_id",
-    "flow_execution_id",
-    "task_name",
-    "task_execution_idx",
-    "status",
-    "input",
-    "output",
-    "error",
-    "created_at",
-    "updated_at",
-    "modified_by",
-    "started_at",
-    "completed_at",
-    "edited_status",
-    "stale_status",
-    "stale_reason",
-    "task_executor_name",
-    "attempt",
-    "max_attempts",
-)
-_UUIDS = ("id", "organization_id", "flow_execution_id")
-_TIMES = ("created_at", "updated_at", "started_at", "completed_at")
-
-
-def row_data(row: dict[str, Any]) -> dict[str, Any]:
-    """A ``.values(*ROW_FIELDS)`` row as the API renders a task execution."""
-    data = {name: row[name] for name in ROW_FIELDS}
-    for name in _UUIDS:
-        data[name] = str(data[name])
-    for name in _TIMES:
-        data[name] = iso(data[name])
-    return data
 
 
 def task_executions_of(*, organization: Organization) -> QuerySet[TaskExecution]:
@@ -110,9 +73,9 @@ def list_task_executions(
     if after is not None:
         created_at, cursor = after
         qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=cursor))
-    rows = list(qs.order_by("-created_at", "-id").values(*ROW_FIELDS)[: limit + 1])
-    items = [row_data(row) for row in rows[:limit]]
-    return Page(items, len(rows) > limit, items[-1]["id"] if items else None)
+    found = list(qs.order_by("-created_at", "-id")[: limit + 1])
+    items = [task_execution_data(row) for row in found[:limit]]
+    return Page(items, len(found) > limit, items[-1]["id"] if items else None)
 
 
 def _cursor(organization: Organization, cursor: UUID) -> tuple[datetime, UUID]:
@@ -126,7 +89,7 @@ def _cursor(organization: Organization, cursor: UUID) -> tuple[datetime, UUID]:
     return created_at, cursor
 
 
-# PostgreSQL renders each item as the JSON text the API shows (``task_execution_data_sql``,
+# PostgreSQL renders each item as the JSON text the API shows (``TASK_EXECUTION.data_sql``,
 # keys in the API's order) and the page is spliced into the response without being parsed
 # or re-encoded; the statement is built once per combination of filters. Building the
 # equivalent ORM query and converting its rows had been most of the request's CPU time
@@ -172,7 +135,7 @@ def _page_sql(filters: tuple[str, ...], after: bool) -> str:
     if after:
         where.append(f"(t.{col('created_at')}, t.{col('id')}) < (%s, %s)")
     return (
-        f"SELECT t.{col('id')}::text, {task_execution_data_sql('t', ordered=True)}::text"
+        f"SELECT t.{col('id')}::text, {TASK_EXECUTION.data_sql('t', ordered=True)}::text"
         f" FROM {te} t JOIN {fe} f ON f.{quote('id')} = t.{col('flow_execution')}"
         f" WHERE {' AND '.join(where)}"
         f" ORDER BY t.{col('created_at')} DESC, t.{col('id')} DESC LIMIT %s"

@@ -3,9 +3,6 @@ the API shows it, in the edit's transaction (PostgreSQL renders these events in 
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -14,11 +11,10 @@ import realtime.publisher
 from executions import dsl
 from executions.enums import FlowExecutionStatus, StaleStatus
 from executions.models import TaskExecution
-from executions.representations import task_execution_data, task_execution_data_sql
+from executions.representations import task_execution_data
 from executions.tests.engine.factories import latest, refresh, shape_definition, start
 from outputs.models import TaskOutput
-from outputs.representations import task_output_data, task_output_data_sql
-from outputs.tests.factories import make_flow_execution, make_output, make_task_execution
+from outputs.representations import task_output_data
 from realtime.models import Event
 from realtime.publisher import event_message
 
@@ -195,33 +191,3 @@ def test_dry_run_changes_nothing(tenant, user_client, service_client):
     assert refresh(execution).status == FE.COMPLETED
     writes = ("UPDATE", "INSERT", "DELETE")
     assert not [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(writes)]
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL renderers")
-def test_sql_renderers_equal_the_python_ones(tenant):
-    flow_execution = make_flow_execution(tenant.organization)
-    whole_second = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    task = make_task_execution(
-        flow_execution,
-        "a",
-        status="completed",
-        output={"u": 'é ✓ "q" \\', "f": 0.1, "big": 2**70, "n": None, "l": [[], {}]},
-        error=None,
-        stale_reason={"task_name": "x"},
-    )
-    TaskExecution.objects.filter(id=task.id).update(
-        started_at=whole_second, completed_at=None, created_at=whole_second
-    )
-    output = make_output(flow_execution, "a", status="completed", summary=[1, "s"], tags=None)
-    TaskOutput.objects.filter(id=output.id).update(updated_at=whole_second)
-    for model, render_sql, render, pk in (
-        (TaskExecution, task_execution_data_sql, task_execution_data, task.id),
-        (TaskOutput, task_output_data_sql, task_output_data, output.id),
-    ):
-        table = connection.ops.quote_name(model._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {render_sql('r')}::text FROM {table} AS r WHERE r.id = %s", [pk]
-            )
-            (text,) = cursor.fetchone()
-        assert json.loads(text) == render(model.objects.get(id=pk))
