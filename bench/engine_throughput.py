@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 if not os.environ.get("DATABASE_URL"):
     os.environ["SQLITE_PATH"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("MAX_CONCURRENT_EXECUTIONS", "100")
 
@@ -136,7 +136,7 @@ def start_server(mode: str) -> tuple[subprocess.Popen, str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "flowplatform.asgi:application",
+            "config.asgi:application",
             "--host",
             "127.0.0.1",
             "--port",

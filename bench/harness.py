@@ -99,7 +99,7 @@ def setup_django() -> None:
     """Django with flowplatform's settings in this process, migrated, seeing every
     organization (like a management command: ``tenancy.bypass_process``)."""
     os.environ.setdefault("DATABASE_URL", database_url())
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
@@ -274,7 +274,7 @@ def server_command(*, app: str, mode: str, port: int, workers: int) -> list[str]
     """``app`` is a dotted module prefix (``flowplatform`` or ``bench.floor``).
 
     Both modes run a gunicorn master; flowplatform with its production configuration
-    (``flowplatform/gunicorn_conf.py``: JSON logs, multi-process metrics) as
+    (``config/gunicorn_conf.py``: JSON logs, multi-process metrics) as
     ``bin/serve-prod`` does. ``uvicorn``: uvicorn worker processes serving the ASGI
     application (for flowplatform exactly ``bin/serve-prod``). ``gunicorn``: gunicorn's sync
     worker processes serving the WSGI application (command-line options override the
@@ -282,10 +282,11 @@ def server_command(*, app: str, mode: str, port: int, workers: int) -> list[str]
     """
     if mode not in ("gunicorn", "uvicorn"):
         raise ValueError(f"unknown serving mode {mode!r}")
-    entry = f"{app}.wsgi:application" if mode == "gunicorn" else f"{app}.asgi:application"
+    package = "config" if app == "flowplatform" else app
+    entry = f"{package}.wsgi:application" if mode == "gunicorn" else f"{package}.asgi:application"
     command = [PYTHON, "-m", "gunicorn", entry]
     if app == "flowplatform":
-        command += ["-c", "python:flowplatform.gunicorn_conf"]
+        command += ["-c", "python:config.gunicorn_conf"]
     if mode == "gunicorn":
         command += ["--worker-class", "sync"]
     elif app != "flowplatform":
@@ -300,7 +301,7 @@ def flowplatform_env(*, redis: bool = True, **extra: str) -> dict[str, str]:
     """Production-like settings: DEBUG off, PostgreSQL, Redis channel layer, JSON logs at
     the production level (``LOG_LEVEL``, default INFO) written to the server's log file."""
     env = {
-        "DJANGO_SETTINGS_MODULE": "flowplatform.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url(),
         "DEBUG": "false",
         "SECRET_KEY": "bench-" + secrets.token_urlsafe(32),

@@ -67,7 +67,7 @@ STREAMED_PATH = "/api/task-outputs"
 
 
 def _server_application() -> Any:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.conf import settings
 
     settings.ROOT_URLCONF = __name__
@@ -76,7 +76,7 @@ def _server_application() -> Any:
         import outputs.api
 
         outputs.api.STREAM_CHUNK_SIZE = int(chunk)
-    from flowplatform.asgi import application
+    from config.asgi import application
 
     return application
 
@@ -88,7 +88,7 @@ def _bench_urlpatterns() -> list:
     from rest_framework.response import Response
     from rest_framework.views import APIView
 
-    from flowplatform.urls import urlpatterns as project_urlpatterns
+    from config.urls import urlpatterns as project_urlpatterns
     from outputs.models import TaskOutput
 
     class TaskOutputModelSerializer(serializers.ModelSerializer):
@@ -156,7 +156,7 @@ def main() -> None:
         parser.error(f"--rows must be within 1..{MAX_ROWS}")
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -285,7 +285,7 @@ def running_server() -> Iterator[tuple[str, int]]:
         **os.environ,
         SERVER_ENV: "1",
         "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "flowplatform.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DEBUG": "false",
         "SECRET_KEY": "bench-task-outputs-" + uuid.uuid4().hex,
         "ALLOWED_HOSTS": "127.0.0.1",

@@ -297,7 +297,7 @@ def start_server(
         )
     else:
         command = [
-            sys.executable, "-m", "uvicorn", "flowplatform.asgi:application",
+            sys.executable, "-m", "uvicorn", "config.asgi:application",
             "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
             "--log-level", "warning", "--no-access-log",
             "--ws-per-message-deflate", "true" if deflate else "false",

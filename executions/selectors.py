@@ -43,6 +43,11 @@ def get_flow(*, organization: Organization, flow_id: UUID | str, for_update: boo
         raise NotFound(f"Flow {flow_id} not found.") from None
 
 
+def flow_visible(*, organization: Organization, flow_id: UUID) -> bool:
+    """Whether ``flow_id`` is one of the organization's live flows (the WebSocket streams')."""
+    return flows_of(organization=organization).filter(id=flow_id).exists()
+
+
 def list_flows(
     *,
     organization: Organization,

@@ -1,4 +1,5 @@
-"""Staff admin for tenancy and credentials: organizations, members, service accounts, API keys.
+"""Staff admin for credentials: members, service accounts, API keys (the organizations'
+page, which shows every app's rows of an organization, is the project's: ``config.admin``).
 
 API keys are created through ``flowplatform.services.create_api_key``: the secret is shown
 once, in a message after saving, and never again (only its prefix). Keys are revoked with the
@@ -24,87 +25,16 @@ from flowplatform.admin_utils import (
     organization_link,
     status_badge,
 )
-from flowplatform.models import ApiKey, Membership, Organization, ServiceAccount
+from flowplatform.models import ApiKey, Membership, ServiceAccount
 from flowplatform.services import (
     add_member,
     create_api_key,
-    create_organization,
     revoke_api_key,
 )
 
 admin.site.site_header = "flowplatform admin"
 admin.site.site_title = "flowplatform admin"
 admin.site.index_title = "Staff console (all organizations)"
-
-
-@admin.register(Organization)
-class OrganizationAdmin(StaffAdmin):
-    list_display = (
-        "name",
-        "id",
-        "max_concurrent_executions",
-        "member_count",
-        "flow_count",
-        "active_key_count",
-        "created_at",
-    )
-    search_fields = ("name",)
-    ordering = ("name",)
-    fields = ("id", "name", "max_concurrent_executions", "created_at", "related")
-    readonly_fields = ("id", "created_at", "related")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
-        from executions.models import Flow
-
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                _members=count_of(Membership, "organization"),
-                _flows=count_of(Flow, "organization", deleted=False),
-                _active_keys=count_of(ApiKey, "organization", revoked_at__isnull=True),
-            )
-        )
-
-    @admin.display(description="members", ordering="_members")
-    def member_count(self, obj: Organization) -> int:
-        return obj._members
-
-    @admin.display(description="flows", ordering="_flows")
-    def flow_count(self, obj: Organization) -> int:
-        return obj._flows
-
-    @admin.display(description="active API keys", ordering="_active_keys")
-    def active_key_count(self, obj: Organization) -> int:
-        return obj._active_keys
-
-    @admin.display(description="related")
-    def related(self, obj: Organization) -> str:
-        from executions.models import Flow, FlowExecution
-
-        if obj.pk is None:
-            return "—"
-        links = [
-            changelist_link(Membership, "members", organization=obj.pk),
-            changelist_link(ServiceAccount, "service accounts", organization=obj.pk),
-            changelist_link(ApiKey, "API keys", organization=obj.pk),
-            changelist_link(Flow, "flows", organization=obj.pk),
-            changelist_link(FlowExecution, "flow executions", organization=obj.pk),
-        ]
-        return format_html(" · ".join(["{}"] * len(links)), *links)
-
-    def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        created = create_organization(
-            name=obj.name, max_concurrent_executions=obj.max_concurrent_executions
-        )
-        adopt(obj, created)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Deleting an organization would erase its whole history; not a console action.
-        return False
 
 
 @admin.register(Membership)

@@ -13,11 +13,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Count, IntegerField, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -80,13 +82,22 @@ def status_badge(status: str | None) -> SafeString:
     )
 
 
-def admin_url(model: type[Model] | Model, pk: Any = None, *, view: str = "change") -> str:
-    opts = model._meta
-    name = f"admin:{opts.app_label}_{opts.model_name}_{view}"
+ModelRef = type[Model] | Model | str
+
+
+def admin_url(model: ModelRef, pk: Any = None, *, view: str = "change") -> str:
+    """``model`` is a model, an instance, or an ``"app_label.ModelName"`` label (an app's
+    admin links to another app's pages without importing it)."""
+    if isinstance(model, str):
+        app_label, _, model_name = model.partition(".")
+        name = f"admin:{app_label}_{model_name.lower()}_{view}"
+    else:
+        opts = model._meta
+        name = f"admin:{opts.app_label}_{opts.model_name}_{view}"
     return reverse(name, args=[pk]) if view in {"change", "delete", "history"} else reverse(name)
 
 
-def admin_link(model: type[Model] | Model, pk: Any, text: Any) -> SafeString | str:
+def admin_link(model: ModelRef, pk: Any, text: Any) -> SafeString | str:
     """A link to the change page of ``model`` ``pk``, built from the id alone (no query)."""
     if pk is None:
         return "—"
@@ -117,15 +128,11 @@ def actor_display(actor: str) -> SafeString | str:
 
 def organization_link(obj: Any) -> SafeString | str:
     """A link to ``obj.organization`` (select it with the row to keep lists at one query)."""
-    from flowplatform.models import Organization
-
-    return admin_link(Organization, obj.organization_id, obj.organization.name)
+    return admin_link("flowplatform.Organization", obj.organization_id, obj.organization.name)
 
 
-def changelist_link(model: type[Model], text: Any, **filters: Any) -> SafeString:
+def changelist_link(model: ModelRef, text: Any, **filters: Any) -> SafeString:
     """A link to ``model``'s list, filtered by ``filters`` (``?field=value``)."""
-    from urllib.parse import urlencode
-
     url = admin_url(model, view="changelist")
     if filters:
         url += "?" + urlencode({k: str(v) for k, v in filters.items()})
@@ -288,9 +295,6 @@ class ReadOnlyInline(admin.TabularInline):
 def count_of(model: type[Model], fk: str, **filters: Any) -> Any:
     """An annotation counting ``model`` rows pointing at the outer row: one correlated
     subquery in the list query instead of one query per row (and no join fan-out)."""
-    from django.db.models import Count, IntegerField, OuterRef, Subquery
-    from django.db.models.functions import Coalesce
-
     rows = (
         model._default_manager.filter(**{fk: OuterRef("pk")}, **filters)
         .order_by()

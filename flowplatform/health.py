@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
 
-from flowplatform.lifecycle import shutting_down
+from flowplatform import shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: 503 unless the database and the channel layer are reachable, and while
     the process shuts down (the load balancer stops sending it traffic)."""
-    if shutting_down():
+    if shutdown.begun():
         return JsonResponse({"status": "shutting_down", "checks": {}}, status=503)
     checks = _checks()
     ok = all(value == "ok" for value in checks.values())

@@ -12,7 +12,6 @@ import secrets
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,7 +21,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from flowplatform import tenancy
@@ -52,38 +50,14 @@ WEBSOCKET_DISCONNECTIONS = Counter(
 )
 
 
-class DatabaseCollector(Collector):
-    """Queue depth and flow executions by status, read from the database at scrape time so
-    every process reports the same truth."""
-
-    def collect(self):  # noqa: ANN201
-        from executions.models import FlowExecution, TaskExecution
-
-        queued = GaugeMetricFamily(
-            "flowplatform_queued_tasks", "Queued task executions by executor", labels=["executor"]
-        )
-        rows = (
-            TaskExecution.objects.filter(status="queued")
-            .values("task_executor_name")
-            .annotate(n=Count("id"))
-        )
-        for row in rows:
-            queued.add_metric([row["task_executor_name"] or "-"], row["n"])
-        yield queued
-        yield GaugeMetricFamily(
-            "flowplatform_running_tasks",
-            "Running task executions",
-            value=TaskExecution.objects.filter(status="running").count(),
-        )
-        by_status = GaugeMetricFamily(
-            "flowplatform_flow_executions", "Flow executions by status", labels=["status"]
-        )
-        for row in FlowExecution.objects.values("status").annotate(n=Count("id")):
-            by_status.add_metric([row["status"]], row["n"])
-        yield by_status
+_database_collectors: list[Collector] = []
 
 
-_db_collector = DatabaseCollector()
+def register_database_collector(collector: Collector) -> None:
+    """Gauges an app reads from the database at scrape time (so every process reports the
+    same truth), bypassing row-level security: ``/metrics`` counts every organization."""
+    if collector not in _database_collectors:
+        _database_collectors.append(collector)
 
 
 def _registry() -> CollectorRegistry:
@@ -123,7 +97,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 class _DbOnly(CollectorRegistry):
     def __init__(self) -> None:
         super().__init__(auto_describe=False)
-        self.register(_db_collector)
+        for collector in _database_collectors:
+            self.register(collector)
 
 
 def observe_request(*, method: str, route: str, status: int, seconds: float) -> None:

@@ -8,7 +8,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from executions.models import Flow, FlowExecution, TaskExecution
 from flowplatform.admin_utils import (
     ReadOnlyAdmin,
     admin_link,
@@ -99,12 +98,14 @@ class TaskOutputAdmin(ReadOnlyAdmin):
 
     @admin.display(description="flow execution", ordering="flow_execution__created_at")
     def flow_execution_link(self, obj: TaskOutput) -> str:
-        return admin_link(FlowExecution, obj.flow_execution_id, short_id(obj.flow_execution_id))
+        return admin_link(
+            "executions.FlowExecution", obj.flow_execution_id, short_id(obj.flow_execution_id)
+        )
 
     @admin.display(description="flow", ordering="flow_execution__flow__display_name")
     def flow_link(self, obj: TaskOutput) -> str:
         flow = obj.flow_execution.flow
-        return admin_link(Flow, flow.pk, flow.display_name)
+        return admin_link("executions.Flow", flow.pk, flow.display_name)
 
     @admin.display(description="organization", ordering="organization__name")
     def organization_link(self, obj: TaskOutput) -> str:
@@ -113,7 +114,7 @@ class TaskOutputAdmin(ReadOnlyAdmin):
     @admin.display(description="task executions")
     def executions(self, obj: TaskOutput) -> str:
         return changelist_link(
-            TaskExecution,
+            "executions.TaskExecution",
             f"executions of {obj.task_name}",
             flow_execution=obj.flow_execution_id,
             task_name=obj.task_name,

@@ -7,7 +7,6 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from executions.models import Flow, FlowExecution
 from flowplatform.admin_utils import (
     ReadOnlyAdmin,
     admin_link,
@@ -84,11 +83,13 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="flow")
     def flow_link(self, obj: Event) -> str:
-        return admin_link(Flow, obj.flow_id, short_id(obj.flow_id))
+        return admin_link("executions.Flow", obj.flow_id, short_id(obj.flow_id))
 
     @admin.display(description="flow execution")
     def flow_execution_link(self, obj: Event) -> str:
-        return admin_link(FlowExecution, obj.flow_execution_id, short_id(obj.flow_execution_id))
+        return admin_link(
+            "executions.FlowExecution", obj.flow_execution_id, short_id(obj.flow_execution_id)
+        )
 
     @admin.display(description="data")
     def data_pretty(self, obj: Event) -> str:

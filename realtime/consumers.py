@@ -398,12 +398,24 @@ def _warn_layer_unavailable() -> None:
 
 
 class FlowConsumer(EventStreamConsumer):
-    """``/ws/flows/{flow_id}``: every event of one flow of the caller's organization."""
+    """``/ws/flows/{flow_id}``: every event of one flow of the caller's organization. Which
+    flows exist is ``flow_visible``'s answer, given by the routing."""
+
+    flow_visible: selectors.FlowVisible | None = None
+
+    def __init__(self, *args: Any, flow_visible: selectors.FlowVisible, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flow_visible = flow_visible
 
     def stream_for(self, principal: Principal) -> Stream | None:
         flow_id = self.scope["url_route"]["kwargs"]["flow_id"]
+        assert self.flow_visible is not None
         with tenancy.activate(principal.organization_id):
-            return selectors.flow_stream(organization=principal.organization, flow_id=flow_id)
+            return selectors.flow_stream(
+                organization=principal.organization,
+                flow_id=flow_id,
+                flow_visible=self.flow_visible,
+            )
 
 
 class SummaryConsumer(EventStreamConsumer):

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.db.models import Max, QuerySet
 
-from executions.selectors import get_flow
-from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
 from realtime.groups import flow_group, summaries_group
 from realtime.models import Event
 from realtime.publisher import SUMMARY_EVENT_TYPES, event_message
 
 REPLAY_PAGE_SIZE = 500
+
+
+class FlowVisible(Protocol):
+    """Whether ``flow_id`` is one of ``organization``'s live flows: the flows are another
+    app's, which the project's wiring passes in (``config.routing``)."""
+
+    def __call__(self, *, organization: Organization, flow_id: UUID) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,14 @@ class Stream:
         return message.get("event_type") in SUMMARY_EVENT_TYPES
 
 
-def flow_stream(*, organization: Organization, flow_id: UUID | str) -> Stream | None:
-    """The stream of the organization's flow; None when unknown, foreign or deleted."""
-    try:
-        flow = get_flow(organization=organization, flow_id=flow_id)
-    except NotFound:
+def flow_stream(
+    *, organization: Organization, flow_id: UUID, flow_visible: FlowVisible
+) -> Stream | None:
+    """The stream of the organization's flow; None when ``flow_visible`` says it is
+    unknown, foreign or deleted."""
+    if not flow_visible(organization=organization, flow_id=flow_id):
         return None
-    return Stream(organization_id=organization.id, flow_id=flow.id)
+    return Stream(organization_id=organization.id, flow_id=flow_id)
 
 
 def summary_stream(*, organization: Organization) -> Stream:

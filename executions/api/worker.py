@@ -34,9 +34,8 @@ from executions.api.task_execution_schemas import (
 )
 from executions.engine.wakeup import Waiter
 from executions.representations import task_execution_data
-from flowplatform import tenancy
+from flowplatform import shutdown, tenancy
 from flowplatform.api import parse, principal_of
-from flowplatform.lifecycle import shutting_down
 from flowplatform.models import Organization
 from flowplatform.permissions import IsServiceKey
 from flowplatform.renderers import dumps
@@ -139,7 +138,7 @@ async def claim_view(request: HttpRequest) -> Any:
         return response
     with Waiter(pending.organization.id, pending.executors) as waiter:
         # A server shutting down answers at once, so it can finish its in-flight requests.
-        while (remaining := pending.deadline - time.monotonic()) > 0 and not shutting_down():
+        while (remaining := pending.deadline - time.monotonic()) > 0 and not shutdown.begun():
             await waiter.wait(min(remaining, POLL_SECONDS))
             claimed = await sync_to_async(_next_attempt)(pending)
             if claimed:

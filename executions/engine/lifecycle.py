@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from executions.engine import transitions
-from executions.engine.capacity import fill_slots
 from executions.engine.events import engine_operation
-from executions.engine.scheduling import begin_run, cancel_run, sync_outputs
+from executions.engine.scheduling import begin_run, cancel_run, fill_slots, sync_outputs
 from executions.engine.state import Run, lock_flow_execution
 from executions.enums import (
     FLOW_EXECUTION_ACTIVE,

@@ -16,15 +16,25 @@ new is scheduled. Every function here expects the flow execution's row lock (``R
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from datetime import timedelta
+from uuid import UUID
 
+from django.db import connection
 from django.utils import timezone
 
 from executions import dsl
 from executions.engine import observe, outputs, transitions
 from executions.engine.state import Run, load_runs
-from executions.enums import TASK_ACTIVE, FlowExecutionStatus, StaleStatus, TaskExecutionStatus
-from executions.models import TaskExecution
+from executions.enums import (
+    FLOW_EXECUTION_ACTIVE,
+    TASK_ACTIVE,
+    FlowExecutionStatus,
+    StaleStatus,
+    TaskExecutionStatus,
+)
+from executions.models import FlowExecution, TaskExecution
+from flowplatform.models import Organization
 
 TE = TaskExecutionStatus
 FE = FlowExecutionStatus
@@ -246,8 +256,6 @@ def maybe_finish(run: Run) -> None:
 
 def finish_flow(run: Run, status: str, *, actor: str | None = None) -> None:
     """Move to a final status and hand the freed slot to the organization's queue."""
-    from executions.engine.capacity import fill_slots
-
     run.set_pending([])
     transitions.change_flow_status(run.execution, status, actor=actor)
     fill_slots(organization_id=run.execution.organization_id)
@@ -295,3 +303,57 @@ def finish_cancel_if_idle(run: Run) -> None:
     sync_outputs(run, cancelled)
     if not _has_running(run):
         finish_flow(run, FE.CANCELLED)
+
+
+# -- the per-organization cap -----------------------------------------------------------------
+# Per-organization concurrency: at most ``max_concurrent_executions`` flow executions run at
+# once; the others stay ``queued`` and start in creation order as slots free up.
+#
+# Lock order: a flow execution's row (held by the caller), then the organization's row, then
+# other queued flow executions with ``SKIP LOCKED`` (never waited for), so two transactions
+# filling slots of one organization cannot deadlock. Row locks are ``FOR NO KEY UPDATE``: they
+# serialize the engine but never block the foreign-key checks of rows that merely refer to the
+# locked ones (every event and task status of the organization refers to its row).
+# Re-executions of finished flow executions are a person's explicit request and start at once,
+# even beyond the cap.
+
+_filling: ContextVar[bool] = ContextVar("engine_filling_slots", default=False)
+
+
+def fill_slots(*, organization_id: UUID) -> list[FlowExecution]:
+    """Start the organization's oldest queued flow executions while it has free slots."""
+    if _filling.get():
+        return []  # the outer call re-counts after each start
+    token = _filling.set(True)
+    started: list[FlowExecution] = []
+    try:
+        cap = (
+            Organization.objects.select_for_update(no_key=True)
+            .values_list("max_concurrent_executions", flat=True)
+            .get(id=organization_id)
+        )
+        while _active_count(organization_id) < cap:
+            execution = _oldest_queued(organization_id)
+            if execution is None:
+                break
+            run = Run.of(execution)
+            begin_run(run, run.definition.names)
+            started.append(execution)
+    finally:
+        _filling.reset(token)
+    return started
+
+
+def _active_count(organization_id: UUID) -> int:
+    return FlowExecution.objects.filter(
+        organization_id=organization_id, status__in=FLOW_EXECUTION_ACTIVE
+    ).count()
+
+
+def _oldest_queued(organization_id: UUID) -> FlowExecution | None:
+    qs = FlowExecution.objects.filter(
+        organization_id=organization_id, status=FlowExecutionStatus.QUEUED
+    ).order_by("created_at", "id")
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True, no_key=True)
+    return qs.first()

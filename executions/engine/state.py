@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
@@ -17,9 +17,7 @@ from executions.enums import FlowExecutionStatus, TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
-
-if TYPE_CHECKING:
-    from outputs.models import TaskOutput
+from outputs.models import TaskOutput
 
 
 def lock_flow_execution(

@@ -13,8 +13,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from flowplatform import lifecycle
-from flowplatform.lifecycle import CLOSE_GOING_AWAY, GoingAwayMiddleware
+from config import lifecycle
+from config.lifecycle import CLOSE_GOING_AWAY, GoingAwayMiddleware
+from flowplatform import shutdown
 from realtime.tests.factories import make_flow
 from realtime.tests.ws import WebsocketCommunicator, flow_path, subscribe
 
@@ -76,7 +77,7 @@ async def test_going_away_closes_open_websockets_with_1001() -> None:
     told = await lifecycle.going_away(timeout=2)
 
     assert told == 1
-    assert lifecycle.shutting_down()
+    assert shutdown.begun()
     closed = await _closed_with(comm)
     assert closed["code"] == CLOSE_GOING_AWAY
     # The application hears of it like any disconnect, ends, and is no longer tracked.
@@ -140,7 +141,7 @@ async def test_flow_subscriber_of_the_real_application_gets_1001(tenant) -> None
 @pytest.mark.django_db
 def test_readyz_answers_503_while_shutting_down(anon_client) -> None:  # noqa: ANN001
     assert anon_client.get("/readyz").status_code == 200
-    lifecycle._shutting_down = True
+    shutdown.begin()
     response = anon_client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["status"] == "shutting_down"
@@ -151,13 +152,13 @@ def test_readyz_answers_503_while_shutting_down(anon_client) -> None:  # noqa: A
 def test_claim_long_poll_answers_at_once_while_shutting_down(service_client) -> None:  # noqa: ANN001
     body = {"worker_id": "w1", "executors": ["noop"], "limit": 1, "wait_seconds": 20}
     started = time.monotonic()
-    lifecycle._shutting_down = True
+    shutdown.begin()
     response = service_client.post("/api/task-executions/claim", body, format="json")
     assert response.status_code == 200
     assert response.json() == {"task_executions": []}
     assert time.monotonic() - started < 10  # not the 20 s it asked to wait
 
-    lifecycle._shutting_down = False  # the control: the same call waits for its deadline
+    shutdown.reset()  # the control: the same call waits for its deadline
     started = time.monotonic()
     service_client.post("/api/task-executions/claim", {**body, "wait_seconds": 1}, format="json")
     assert time.monotonic() - started >= 0.9

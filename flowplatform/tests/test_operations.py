@@ -71,14 +71,14 @@ def test_metrics_token(anon_client):
 
 
 def _production_database_settings(**environ: str) -> dict:
-    """``DATABASES["default"]`` as ``flowplatform.settings`` builds it from ``environ``."""
+    """``DATABASES["default"]`` as ``config.settings`` builds it from ``environ``."""
     import json
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_POOL", "CONN_MAX_AGE"}}
-    env.update(DJANGO_SETTINGS_MODULE="flowplatform.settings", **environ)
+    env.update(DJANGO_SETTINGS_MODULE="config.settings", **environ)
     code = (
         "import json, django; django.setup(); from django.conf import settings;"
         "db = settings.DATABASES['default'];"
@@ -113,7 +113,7 @@ def test_workers_freeze_what_loading_the_application_allocated(monkeypatch):
     import gc
     import sys
 
-    from flowplatform import gunicorn_conf
+    from config import gunicorn_conf
 
     interval = sys.getswitchinterval()
     assert gc.get_freeze_count() == 0

@@ -5,8 +5,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.urls import urlpatterns as real_patterns
 from flowplatform.permissions import IsServiceKey
-from flowplatform.urls import urlpatterns as real_patterns
 
 
 class ExplodingView(APIView):

@@ -1,6 +1,6 @@
 """Real uvicorn server processes for end-to-end tests and benchmarks (loopback only).
 
-``LiveServer`` starts ``uvicorn flowplatform.asgi:application`` on a free loopback port with
+``LiveServer`` starts ``uvicorn config.asgi:application`` on a free loopback port with
 the production settings module and the given environment; ``server_env`` points it at a
 database and a Redis URL; ``seed_data`` creates an organization, keys, a flow and a flow
 execution through a helper process that uses the same environment.
@@ -47,7 +47,7 @@ def server_env(*, database_url: str, redis_url: str | None, **extra: str) -> dic
         if key not in {"TEST_DATABASE_NAME", "PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST"}
     }
     env.update(
-        DJANGO_SETTINGS_MODULE="flowplatform.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=database_url,
         DEBUG="true",
         LOG_LEVEL="INFO",
@@ -146,7 +146,7 @@ class LiveServer:
             sys.executable,
             "-m",
             "uvicorn",
-            "flowplatform.asgi:application",
+            "config.asgi:application",
             "--host",
             "127.0.0.1",
             "--port",

@@ -12,8 +12,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from config.server import websocket_options
 from executions.tests.e2e.conftest import wait_until
-from flowplatform.server import websocket_options
 from flowplatform.tests.prod import ProdServer, Topology
 
 pytestmark = [pytest.mark.e2e]

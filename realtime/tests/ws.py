@@ -33,7 +33,7 @@ def summaries_path(token: str | None = None) -> str:
 def communicator(
     path: str, *, subprotocols: list[str] | None = None, headers: list | None = None
 ) -> WebsocketCommunicator:
-    from flowplatform.asgi import application
+    from config.asgi import application
 
     return WebsocketCommunicator(application, path, headers=headers, subprotocols=subprotocols)
 

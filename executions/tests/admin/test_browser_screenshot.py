@@ -38,7 +38,7 @@ def _free_port() -> int:
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
-        DJANGO_SETTINGS_MODULE="flowplatform.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         SQLITE_PATH=str(tmp_path / "admin-screenshot.sqlite3"),
         DEBUG="true",
         LOG_LEVEL="WARNING",

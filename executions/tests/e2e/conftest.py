@@ -91,7 +91,7 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         PYTHONPATH=str(ROOT),
-        DJANGO_SETTINGS_MODULE="flowplatform.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
@@ -139,7 +139,7 @@ def e2e_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         port = free_port()
         log = tmp_path / f"server-{port}.log"
         command = [
-            sys.executable, "-m", "uvicorn", "flowplatform.asgi:application",
+            sys.executable, "-m", "uvicorn", "config.asgi:application",
             "--host", "127.0.0.1", "--port", str(port),
             "--lifespan", "off", "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from config.bootstrap import DEMO_PASSWORD, DEMO_USERNAME, bootstrap_demo
 from flowplatform import tenancy
-from flowplatform.bootstrap import DEMO_PASSWORD, DEMO_USERNAME, bootstrap_demo
 
 
 class Command(BaseCommand):

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from executions.examples import ensure_example_flow
 from flowplatform.models import ApiKey, Organization
 from flowplatform.services import (
     add_member,
@@ -73,8 +74,4 @@ def bootstrap_demo() -> DemoSetup:
 
 
 def _load_example_flow(org: Organization, *, actor: str) -> str | None:
-    try:
-        from executions.examples import ensure_example_flow
-    except ImportError:
-        return None
     return str(ensure_example_flow(organization=org, actor=actor).id)

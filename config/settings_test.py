@@ -2,7 +2,7 @@
 
 import os
 
-from flowplatform.settings import *  # noqa: F403
+from config.settings import *  # noqa: F403
 
 # The suite's concurrency tests run many threads in one process, each holding its own
 # connection for the length of a test: persistent connections, not a bounded pool, unless a

@@ -1,6 +1,6 @@
 """gunicorn configuration for production serving (``bin/serve-prod``; docs/deploy.md).
 
-    gunicorn flowplatform.asgi:application -c python:flowplatform.gunicorn_conf
+    gunicorn config.asgi:application -c python:config.gunicorn_conf
 
 Environment:
 
@@ -18,7 +18,7 @@ Environment:
 - ``PYTHON_SWITCH_INTERVAL`` (0.001): how often, in seconds, a worker's interpreter hands
   the GIL over (``post_worker_init``).
 - ``WS_PER_MESSAGE_DEFLATE`` (``false``): read by the worker class
-  (``flowplatform.server``): whether WebSocket frames are compressed per message.
+  (``config.server``): whether WebSocket frames are compressed per message.
 
 This module is imported by gunicorn's master process: it must not import Django or
 prometheus_client at module level (the workers, forked from the master, must import
@@ -27,15 +27,17 @@ prometheus_client only once ``PROMETHEUS_MULTIPROC_DIR`` is set).
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 
-worker_class = "flowplatform.server.UvicornWorker"
+worker_class = "config.server.UvicornWorker"
 bind = [os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
@@ -96,22 +98,12 @@ def on_starting(server: Any) -> None:
     server.log.info("metrics of all workers are collected in %s", path)
 
 
-def pre_fork(server: Any, worker: Any) -> None:
-    """In the master, before forking a worker: its slot on the board of open connections
-    per process (``flowplatform.accept_balance``)."""
-    from flowplatform import accept_balance
-
-    worker.accept_slot = accept_balance.board().take()
-
-
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker ended: its live gauges no longer count (its counters still do), and its
-    slot on the connections board is free."""
+    """A worker ended: its live gauges no longer count (its counters still do)."""
+    # Not imported at the top: the workers must import prometheus_client only once
+    # PROMETHEUS_MULTIPROC_DIR is set (see the module's docstring).
     from prometheus_client import multiprocess
 
-    from flowplatform import accept_balance
-
-    accept_balance.board().release(getattr(worker, "accept_slot", None))
     multiprocess.mark_process_dead(worker.pid)
 
 
@@ -133,9 +125,6 @@ def post_worker_init(worker: Any) -> None:
       then waits less for the threads deciding reports, which shortens the tail of request
       latency (``bench/README.md``, "The worker report path").
     """
-    import gc
-    import sys
-
     gc.collect()
     gc.freeze()
     sys.setswitchinterval(float(os.environ.get("PYTHON_SWITCH_INTERVAL") or "0.001"))

@@ -4,18 +4,18 @@ import os
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowplatform.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
-from flowplatform.handlers import ASGIHandler  # noqa: E402
+from config.handlers import ASGIHandler  # noqa: E402
 
 django_asgi_app = ASGIHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from config.lifecycle import GoingAwayMiddleware  # noqa: E402
+from config.routing import websocket_application  # noqa: E402
 from flowplatform.bodylimit import BodyLimitMiddleware  # noqa: E402
-from flowplatform.lifecycle import GoingAwayMiddleware  # noqa: E402
-from realtime.routing import websocket_application  # noqa: E402
 
 # GoingAwayMiddleware: on server shutdown every WebSocket is closed with 1001 (lifecycle).
 application = ProtocolTypeRouter(

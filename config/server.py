@@ -10,14 +10,12 @@ published separately as ``uvicorn-worker``, preferred when installed) with these
 - uvicorn's graceful-shutdown timeout follows gunicorn's ``--graceful-timeout`` (minus a
   margin), so requests still running then are cancelled by uvicorn before gunicorn kills the
   process;
-- its event loop (``flowplatform.accept_balance.new_event_loop``: uvloop's, as uvicorn's
-  ``auto`` would pick) spreads new connections evenly over the server's worker processes;
 - WebSocket frames are not compressed (``websocket_options()``): uvicorn negotiates
   per-message deflate by default, which costs a zlib compression per frame *per client*
   while event frames are small (``bench/ws_fanout.py``: a third of the fan-out's CPU with
   1,000 subscribers). ``WS_PER_MESSAGE_DEFLATE=true`` turns it back on.
 
-Run it through ``bin/serve-prod`` (``gunicorn -c python:flowplatform.gunicorn_conf``).
+Run it through ``bin/serve-prod`` (``gunicorn -c python:config.gunicorn_conf``).
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from typing import Any
 import uvicorn
 from gunicorn.arbiter import Arbiter
 
-from flowplatform import accept_balance, lifecycle
+from config import lifecycle
 
 try:  # the maintained home of the worker class
     from uvicorn_worker import UvicornWorker as _BaseWorker
@@ -56,18 +54,9 @@ def websocket_options() -> dict[str, Any]:
 
 
 class GracefulServer(uvicorn.Server):
-    balance: accept_balance.Balance | None = None
-
-    async def on_tick(self, counter: int) -> bool:
-        if self.balance is not None:
-            self.balance.write()  # every 0.1 s: the other processes see this one live
-        return await super().on_tick(counter)
-
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Stop accepting first, so a client told "going away" cannot reconnect to this
         # process; uvicorn's shutdown repeats these (idempotent) steps.
-        if self.balance is not None:
-            self.balance.leave()
         for server in self.servers:
             server.close()
         for sock in sockets or []:
@@ -80,14 +69,16 @@ class GracefulServer(uvicorn.Server):
 
 
 def _flush_events(timeout: float) -> None:
-    from realtime.sender import get_sender  # Django-side: only in the worker processes
+    # Imported here, not at the top: gunicorn's master loads this module before Django is
+    # set up, and only the worker processes send events.
+    from realtime.sender import get_sender
 
     get_sender().flush(timeout)
 
 
 class UvicornWorker(_BaseWorker):  # type: ignore[misc, valid-type]
     CONFIG_KWARGS: dict[str, Any] = {
-        "loop": "flowplatform.accept_balance:new_event_loop",
+        "loop": "auto",  # uvloop when installed
         "http": "auto",
         # The application has no lifespan handler (Channels' router would refuse the scope).
         "lifespan": "off",
@@ -103,20 +94,7 @@ class UvicornWorker(_BaseWorker):  # type: ignore[misc, valid-type]
     async def _serve(self) -> None:
         self.config.app = self.wsgi
         server = GracefulServer(config=self.config)
-        self._balance(server)
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
-
-    def _balance(self, server: GracefulServer) -> None:
-        """Take part in spreading connections, with the slot the master gave this worker
-        (``flowplatform.gunicorn_conf.pre_fork``)."""
-        loop = asyncio.get_running_loop()
-        slot = getattr(self, "accept_slot", None)
-        if not isinstance(loop, accept_balance.Balancing) or slot is None:
-            return
-        state = server.server_state
-        server.balance = loop.balance = accept_balance.Balance(
-            accept_balance.board(), slot, lambda: len(state.connections)
-        )

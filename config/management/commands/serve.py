@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 
+import uvicorn
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from config.bootstrap import DEMO_PASSWORD, DEMO_USERNAME, bootstrap_demo
+from config.server import websocket_options
+from executions.worker.config import WorkerConfig
+from executions.worker.runner import Worker
 from flowplatform import tenancy
-from flowplatform.bootstrap import DEMO_PASSWORD, DEMO_USERNAME, bootstrap_demo
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +31,6 @@ class Command(BaseCommand):
     def handle(
         self, *args, host: str, port: int, no_worker: bool, worker_concurrency: int, **options
     ) -> None:
-        import uvicorn
-
         if tenancy.owner_configured():
             call_command("setupdbrole", verbosity=0)  # the application's role, when missing
         call_command("migrate", interactive=False, verbosity=0)
@@ -45,10 +48,8 @@ class Command(BaseCommand):
         )
         if not no_worker:
             self._start_worker(base, setup.service_key, worker_concurrency)
-        from flowplatform.server import websocket_options
-
         uvicorn.run(
-            "flowplatform.asgi:application",
+            "config.asgi:application",
             host=host,
             port=port,
             log_level="info",
@@ -57,11 +58,6 @@ class Command(BaseCommand):
         )
 
     def _start_worker(self, url: str, key: str, concurrency: int) -> None:
-        from django.conf import settings
-
-        from executions.worker.config import WorkerConfig
-        from executions.worker.runner import Worker
-
         config = WorkerConfig(
             url=url,
             key=key,

@@ -2,10 +2,10 @@
 
 uvicorn, on SIGTERM, stops listening, then closes every open WebSocket with 1012 ("service
 restart") and only afterwards tells the application (ASGI lifespan), too late to choose
-the code. flowplatform's server (``flowplatform.server``) calls ``going_away()`` first,
+the code. flowplatform's server (``config.server``) calls ``going_away()`` first,
 once it has stopped accepting connections:
 
-- ``shutting_down()`` turns true: the claim long-poll answers at once (an empty list) so
+- ``flowplatform.shutdown`` begins: the claim long-poll answers at once (an empty list) so
   in-flight requests end quickly, and ``/readyz`` answers 503.
 - every WebSocket connection tracked by ``GoingAwayMiddleware`` is closed with **1001**
   ("going away"): clients reconnect (to another process behind the load balancer) and send
@@ -23,6 +23,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from flowplatform import shutdown
+
 logger = logging.getLogger("flowplatform.lifecycle")
 
 CLOSE_GOING_AWAY = 1001
@@ -34,13 +36,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_shutting_down = False
 _connections: set[_WebSocket] = set()
-
-
-def shutting_down() -> bool:
-    """Whether this process has begun shutting down."""
-    return _shutting_down
 
 
 def open_websockets() -> int:
@@ -104,7 +100,7 @@ class GoingAwayMiddleware:
             await self.app(scope, receive, send)
             return
         connection = _WebSocket(scope, send)
-        if _shutting_down:
+        if shutdown.begun():
             await connection.goodbye()
             return
         _connections.add(connection)
@@ -120,8 +116,7 @@ async def going_away(*, timeout: float = 5.0) -> int:
 
     Runs on the event loop that serves the connections (uvicorn's, one per process).
     """
-    global _shutting_down
-    _shutting_down = True
+    shutdown.begin()
     connections = [c for c in _connections if not c.closed]
     if connections:
         logger.info("closing %d WebSocket connection(s) with 1001", len(connections))
@@ -140,6 +135,5 @@ async def going_away(*, timeout: float = 5.0) -> int:
 
 
 def reset_for_tests() -> None:
-    global _shutting_down
-    _shutting_down = False
+    shutdown.reset()
     _connections.clear()

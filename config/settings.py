@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "executions",
     "outputs",
     "realtime",
+    "config",
 ]
 
 # Django's middleware, each run in the event loop under ASGI (flowplatform.middleware): an
@@ -60,9 +61,9 @@ MIDDLEWARE = [
 # Under ASGI: the threads per server process that decide batches of worker reports.
 REPORT_THREADS = env.int("REPORT_THREADS", default=8)
 
-ROOT_URLCONF = "flowplatform.urls"
-WSGI_APPLICATION = "flowplatform.wsgi.application"
-ASGI_APPLICATION = "flowplatform.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 APPEND_SLASH = False
 
 TEMPLATES = [
