@@ -45,7 +45,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from bench.engine_throughput import layered, make_flow, new_execution  # noqa: E402
-from executions import engine  # noqa: E402
+from executions.engine import leases, lifecycle  # noqa: E402
 from executions.models import TaskExecution  # noqa: E402
 from flowplatform.services import create_api_key, create_organization  # noqa: E402
 
@@ -79,7 +79,7 @@ def protocol_versions() -> bool:
 
 def drive_dag(client: APIClient, flow: Any) -> None:
     execution = new_execution(flow)
-    engine.start_flow_execution(execution=execution, actor="bench")
+    lifecycle.start_flow_execution(execution=execution, actor="bench")
     fe = str(execution.id)
     posts_running = protocol_versions()
     while True:
@@ -142,7 +142,7 @@ def complete_in_process(organization: Any, principal: Any, execution: Any) -> No
     from executions.engine import reports as task_executions
 
     while True:
-        claimed = engine.claim_task_executions(
+        claimed = leases.claim_task_executions(
             organization=organization, worker_id="bench", executors=["noop"], limit=50
         )
         if not claimed:
@@ -169,7 +169,7 @@ def staleness(organization: Any, key_row: Any) -> None:
     principal = principal_for_key(key_row)
     for mode in ("edit root: dry run", "edit root: mark stale", "edit root: mark + re-queue"):
         execution = new_execution(flow)
-        engine.start_flow_execution(execution=execution, actor="bench")
+        lifecycle.start_flow_execution(execution=execution, actor="bench")
         complete_in_process(organization, principal, execution)
         root = TaskExecution.objects.get(flow_execution=execution, task_name="root")
         measure(

@@ -59,9 +59,11 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from executions import dsl, engine  # noqa: E402
+from executions import dsl  # noqa: E402
+from executions.engine import leases, lifecycle  # noqa: E402
+from executions.engine import reports as task_executions  # noqa: E402
 from executions.models import Flow, FlowExecution, FlowVersion, TaskExecution  # noqa: E402
-from executions.services import task_execution_edits, task_executions  # noqa: E402
+from executions.services import task_execution_edits  # noqa: E402
 from flowplatform.authentication import principal_for_key  # noqa: E402
 from flowplatform.services import create_api_key, create_organization  # noqa: E402
 
@@ -243,7 +245,7 @@ def run_dag(
         server_cpu = cpu_seconds(server.pid)
         worker_cpu = sum(cpu_seconds(p.pid) for p in processes)
         began = time.perf_counter()
-        engine.start_flow_execution(execution=execution, actor="bench")
+        lifecycle.start_flow_execution(execution=execution, actor="bench")
         while True:
             execution.refresh_from_db()
             if execution.status in ("completed", "failed"):
@@ -284,7 +286,7 @@ def run_dag(
 def complete_in_process(execution: FlowExecution, organization, key) -> None:  # noqa: ANN001
     principal = principal_for_key(key)
     while True:
-        claimed = engine.claim_task_executions(
+        claimed = leases.claim_task_executions(
             organization=organization, worker_id="bench", executors=["noop"], limit=50
         )
         if not claimed:
@@ -314,7 +316,7 @@ def staleness(organization, key, repeat: int, *, show_sql: bool = False) -> None
     for _ in range(repeat):
         for mode in timings:  # alternated, so that the machine's load hits every mode alike
             execution = new_execution(flow)
-            engine.start_flow_execution(execution=execution, actor="bench")
+            lifecycle.start_flow_execution(execution=execution, actor="bench")
             complete_in_process(execution, organization, key)
             root = TaskExecution.objects.get(flow_execution=execution, task_name="root")
             connection.queries_log.clear()

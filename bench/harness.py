@@ -188,13 +188,13 @@ def noop_tasks(names: Sequence[str], deps: dict[str, list[str]] | None = None) -
 
 def start_execution(flow: Any) -> Any:
     """A flow execution of ``flow`` started by the engine (its root tasks queued)."""
-    from executions import engine
+    from executions.engine import lifecycle
     from executions.models import FlowExecution
 
     execution = FlowExecution.objects.create(
         organization_id=flow.organization_id, flow=flow, flow_version=1, input={}
     )
-    engine.start_flow_execution(execution=execution, actor="bench")
+    lifecycle.start_flow_execution(execution=execution, actor="bench")
     execution.refresh_from_db()
     return execution
 
@@ -888,7 +888,7 @@ def layered(total: int, width: int) -> dict[str, list[str]]:
 def complete_in_process(organization: Any) -> None:
     """Run every queued ``noop`` task of ``organization`` (and what they unblock) to
     ``completed`` through the engine, in this process (claim + report, as workers would)."""
-    from executions import engine
+    from executions.engine import leases
     from executions.engine import reports as task_executions
     from flowplatform.authentication import principal_for_key
     from flowplatform.models import ApiKey
@@ -897,7 +897,7 @@ def complete_in_process(organization: Any) -> None:
         ApiKey.objects.filter(organization=organization, kind="service").first()
     )
     while True:
-        claimed = engine.claim_task_executions(
+        claimed = leases.claim_task_executions(
             organization=organization, worker_id="bench", executors=["noop"], limit=50
         )
         if not claimed:

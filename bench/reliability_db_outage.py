@@ -66,7 +66,7 @@ def main() -> int:
 
     from django.db import connection, connections
 
-    from executions import engine
+    from executions.engine import lifecycle
     from executions.models import FlowExecution
     from executions.tests.engine.factories import make_flow
     from flowplatform.tests.reliability.bursts import Burst, lost_acknowledged, run_burst
@@ -76,7 +76,7 @@ def main() -> int:
 
     organization, _, service_key = new_tenant("db-outage")
     flow = make_flow(organization, DEFINITION)
-    execution = engine.start_flow_execution(
+    execution = lifecycle.start_flow_execution(
         execution=FlowExecution.objects.create(
             organization=organization, flow=flow, flow_version=1
         ),

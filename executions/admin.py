@@ -23,7 +23,6 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from executions import engine
 from executions.admin_parts import (
     EngineOperation,
     FlowFilter,
@@ -33,6 +32,7 @@ from executions.admin_parts import (
     TaskStatusInline,
     duration,
 )
+from executions.engine import lifecycle
 from executions.enums import FlowStatus
 from executions.models import Flow, FlowExecution, FlowVersion, TaskExecution, TaskStatus
 from executions.services import flows
@@ -375,8 +375,8 @@ class FlowExecutionAdmin(ReadOnlyAdmin):
 
         def call(execution: FlowExecution) -> FlowExecution:
             if operation.key == "cancel":
-                return engine.cancel_flow_execution(execution=execution, actor=actor)
-            return engine.reexecute_flow_execution(
+                return lifecycle.cancel_flow_execution(execution=execution, actor=actor)
+            return lifecycle.reexecute_flow_execution(
                 execution=execution, actor=actor, only_stale=operation.only_stale
             )
 

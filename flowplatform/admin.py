@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -202,8 +203,6 @@ class ApiKeyAdmin(StaffAdmin):
     @admin.display(description="owner")
     def owner(self, obj: ApiKey) -> str:
         if obj.user_id is not None:
-            from django.contrib.auth import get_user_model
-
             return admin_link(get_user_model(), obj.user_id, obj.user)
         return admin_link(ServiceAccount, obj.service_account_id, obj.service_account.name)
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, IntegerField, Model, OuterRef, Q, QuerySet, Subquery
@@ -113,8 +114,6 @@ def actor_display(actor: str) -> SafeString | str:
     query: for change pages, not list columns)."""
     if not actor or not actor.isdigit():
         return actor or "—"
-    from django.contrib.auth import get_user_model
-
     user_model = get_user_model()
     username = (
         user_model._default_manager.filter(pk=int(actor))

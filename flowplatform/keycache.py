@@ -17,6 +17,8 @@ import time
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models.signals import post_delete, post_save
 
 if TYPE_CHECKING:
     from flowplatform.models import ApiKey
@@ -69,9 +71,9 @@ def forget_all(**_: object) -> None:
 
 
 def connect_signals() -> None:
-    from django.contrib.auth import get_user_model
-    from django.db.models.signals import post_delete, post_save
-
+    """Called once the app registry is ready (``FlowplatformConfig.ready``)."""
+    # The models are imported here: this module is imported while the apps load, before
+    # models may be.
     from flowplatform.models import ApiKey, Membership, Organization, ServiceAccount
 
     for model in (ApiKey, Organization, ServiceAccount, Membership, get_user_model()):

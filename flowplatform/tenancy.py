@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -257,8 +258,6 @@ class TenancyMiddleware:
     admin_prefix = "/admin/"
 
     def __init__(self, get_response: Any) -> None:
-        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
         self.get_response = get_response
         self._async = iscoroutinefunction(get_response)
         if self._async:
@@ -277,8 +276,6 @@ class TenancyMiddleware:
             return await self.get_response(request)
         # Admin views are synchronous: run this one, bypass included, on the request's
         # thread so the view's queries share the connection and transaction.
-        from asgiref.sync import async_to_sync, sync_to_async
-
         inner = async_to_sync(self.get_response)
         return await sync_to_async(self._handle, thread_sensitive=True)(request, inner)
 

@@ -6,6 +6,7 @@ class RealtimeConfig(AppConfig):
     verbose_name = "Real-time events"
 
     def ready(self) -> None:
+        # Imported once the apps are ready (Django's rule for AppConfig modules).
         from realtime.logging import install_token_redaction
 
         install_token_redaction()

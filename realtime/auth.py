@@ -18,6 +18,7 @@ never logged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -123,8 +124,6 @@ class _SessionRequest:
 
 
 def principal_for_session(session_key: str) -> Principal | None:
-    from importlib import import_module
-
     engine = import_module(settings.SESSION_ENGINE)
     session = engine.SessionStore(session_key)
     user = django_get_user(_SessionRequest(session))

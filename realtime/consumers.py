@@ -44,7 +44,7 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from flowplatform import tenancy
+from flowplatform import metrics, tenancy
 from flowplatform.principal import Principal
 from flowplatform.renderers import dumps
 from realtime import selectors
@@ -69,10 +69,6 @@ _last_layer_warning = 0.0
 
 
 def _count(metric: str, *labels: str) -> None:
-    try:
-        from flowplatform import metrics
-    except ImportError:  # pragma: no cover
-        return
     counter = getattr(metrics, metric, None)
     if counter is not None:
         (counter.labels(*labels) if labels else counter).inc()

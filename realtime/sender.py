@@ -33,6 +33,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 
+from flowplatform import metrics
+
 logger = logging.getLogger("realtime.publisher")
 
 GroupMessage = tuple[str, dict[str, Any]]
@@ -43,10 +45,6 @@ MAX_RESYNC_GROUPS = 10_000
 
 
 def _count(metric_name: str, amount: float = 1) -> None:
-    try:
-        from flowplatform import metrics
-    except ImportError:  # pragma: no cover - metrics are optional
-        return
     metric = getattr(metrics, metric_name, None)
     if metric is not None:
         metric.inc(amount)

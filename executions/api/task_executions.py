@@ -75,7 +75,12 @@ def _batch_runner(request: Request) -> Callable[[Callable[[], None]], None]:
         return _on_batch_thread
     loop = asyncio.get_running_loop()
     here = sync_to_async(lambda lead: lead(), thread_sensitive=True)
-    return lambda lead: loop.create_task(here(lead))  # type: ignore[return-value]
+
+    def start(lead: Callable[[], None]) -> None:
+        # Called from whichever thread ends the batch before: into this loop, safely.
+        loop.call_soon_threadsafe(lambda: loop.create_task(here(lead)))
+
+    return start
 
 
 class TaskExecutionsView(AsyncAPIView):

@@ -24,7 +24,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import engine
 from executions.api.task_execution_schemas import (
     ClaimInput,
     ClaimOut,
@@ -32,6 +31,7 @@ from executions.api.task_execution_schemas import (
     TaskExecutionOut,
     WorkerInput,
 )
+from executions.engine import leases
 from executions.engine.wakeup import Waiter
 from executions.representations import task_execution_data
 from flowplatform import shutdown, tenancy
@@ -75,7 +75,7 @@ class TaskExecutionClaimView(APIView):
     def post(self, request: Request) -> Response:
         data = parse(ClaimInput, request.data)
         organization = principal_of(request).organization
-        claimed = engine.claim_task_executions(
+        claimed = leases.claim_task_executions(
             organization=organization,
             worker_id=data["worker_id"],
             executors=data["executors"],
@@ -118,7 +118,7 @@ def _first_attempt(request: HttpRequest) -> Any:
 def _next_attempt(pending: PendingClaim) -> list[dict[str, Any]]:
     try:
         with tenancy.activate(pending.organization.id):
-            return engine.claim_task_executions(
+            return leases.claim_task_executions(
                 organization=pending.organization,
                 worker_id=pending.worker_id,
                 executors=pending.executors,
@@ -168,7 +168,7 @@ class TaskExecutionHeartbeatView(APIView):
     )
     def post(self, request: Request, task_execution_id: UUID) -> Response:
         data = parse(WorkerInput, request.data)
-        answer = engine.heartbeat_task_execution(
+        answer = leases.heartbeat_task_execution(
             organization=principal_of(request).organization,
             task_execution_id=task_execution_id,
             worker_id=data["worker_id"],
@@ -191,7 +191,7 @@ class TaskExecutionReleaseView(APIView):
     )
     def post(self, request: Request, task_execution_id: UUID) -> Response:
         data = parse(WorkerInput, request.data)
-        task = engine.release_task_execution(
+        task = leases.release_task_execution(
             organization=principal_of(request).organization,
             task_execution_id=task_execution_id,
             worker_id=data["worker_id"],

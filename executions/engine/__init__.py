@@ -26,29 +26,3 @@ Decisions where DESIGN is silent:
   any failure; a release gives the task back without using an attempt.
 - Task outputs follow each task's latest execution from the moment it is queued.
 """
-
-from executions.engine.leases import (
-    claim_task_executions,
-    heartbeat_task_execution,
-    release_task_execution,
-    sweep_expired_leases,
-)
-from executions.engine.lifecycle import (
-    cancel_flow_execution,
-    delete_flow_execution,
-    reexecute_flow_execution,
-    start_flow_execution,
-)
-from executions.engine.state import lock_flow_execution
-
-__all__ = [
-    "cancel_flow_execution",
-    "claim_task_executions",
-    "delete_flow_execution",
-    "heartbeat_task_execution",
-    "lock_flow_execution",
-    "reexecute_flow_execution",
-    "release_task_execution",
-    "start_flow_execution",
-    "sweep_expired_leases",
-]

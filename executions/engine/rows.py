@@ -263,6 +263,7 @@ class _Writes:
 
 
 def _binds_client_side(cursor: Any) -> bool:
+    # psycopg is imported only on PostgreSQL (``merging`` runs only there).
     from psycopg import ClientCursor
 
     return isinstance(cursor, ClientCursor)

@@ -2,7 +2,7 @@
 
 Every change is checked against the tables in ``executions.enums``, stamps the timestamps
 that go with it, and queues its event in the operation's batch (``events.emit``). Callers
-hold the flow execution's row lock (``engine.lock_flow_execution``), except the claim and
+hold the flow execution's row lock (``state.lock_flow_execution``), except the claim and
 heartbeat paths, which are conditional updates whose row counts are checked.
 """
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from executions import engine
+from executions.engine import lifecycle
 from executions.enums import FlowExecutionStatus
 from executions.models import FlowExecution
 from executions.representations import flow_execution_data
@@ -50,7 +50,7 @@ def create_flow_execution(
             )
         ]
     )
-    return engine.start_flow_execution(execution=execution, actor=actor)
+    return lifecycle.start_flow_execution(execution=execution, actor=actor)
 
 
 @transaction.atomic
@@ -72,7 +72,7 @@ def delete_flow_execution(
     except (FlowExecution.DoesNotExist, ValueError):
         raise NotFound(f"Flow execution {flow_execution_id} not found.") from None
     if execution.status != FlowExecutionStatus.DELETED:
-        engine.delete_flow_execution(execution=execution, actor=actor)
+        lifecycle.delete_flow_execution(execution=execution, actor=actor)
 
 
 @transaction.atomic
@@ -81,7 +81,7 @@ def cancel_flow_execution(
 ) -> FlowExecution:
     """Ask the engine to cancel the organization's flow execution (``NotFound`` otherwise)."""
     execution = get_flow_execution(organization=organization, flow_execution_id=flow_execution_id)
-    return engine.cancel_flow_execution(execution=execution, actor=actor)
+    return lifecycle.cancel_flow_execution(execution=execution, actor=actor)
 
 
 @transaction.atomic
@@ -95,6 +95,6 @@ def reexecute_flow_execution(
 ) -> FlowExecution:
     """Ask the engine to re-run all tasks, only the stale ones, or resume from failure."""
     execution = get_flow_execution(organization=organization, flow_execution_id=flow_execution_id)
-    return engine.reexecute_flow_execution(
+    return lifecycle.reexecute_flow_execution(
         execution=execution, actor=actor, only_stale=only_stale, only_failed=only_failed
     )

@@ -13,7 +13,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from executions import engine
+from executions.engine import leases
 from executions.models import TaskExecution
 from executions.tests.engine.factories import shape_definition, start
 from flowplatform.logging import JsonFormatter
@@ -42,7 +42,7 @@ def task_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
 
 
 def claim(tenant, worker_id: str = "w1") -> list[dict]:  # noqa: ANN001
-    return engine.claim_task_executions(
+    return leases.claim_task_executions(
         organization=tenant.organization, worker_id=worker_id, executors=["noop"], limit=10
     )
 
@@ -152,7 +152,7 @@ def test_lease_expiry_and_retry_are_counted(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert engine.sweep_expired_leases(organization=tenant.organization) == 1
+        assert leases.sweep_expired_leases(organization=tenant.organization) == 1
     assert sample("flowplatform_lease_expiries_total") == expiries + 1
     assert sample("flowplatform_task_retries_total") == retries + 1
     assert transitions_to("failed") == failed + 1

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from executions import engine
+from executions.engine import leases
 from flowplatform import tenancy
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         tenancy.bypass_process()  # row-level security: sweeps every organization
         while True:
             total = 0
-            while swept := engine.sweep_expired_leases():
+            while swept := leases.sweep_expired_leases():
                 total += swept
             self.stdout.write(f"expired {total} lease(s)")
             if interval <= 0:

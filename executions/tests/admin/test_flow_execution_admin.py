@@ -12,7 +12,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
-from executions import engine
+from executions.engine import lifecycle
 from executions.models import FlowExecution, TaskStatus
 from flowplatform.admin_utils import ACTION_ROW_LIMIT
 from flowplatform.exceptions import Conflict
@@ -61,8 +61,8 @@ class EngineSpy:
 @pytest.fixture
 def spy(monkeypatch) -> EngineSpy:  # noqa: ANN001
     spy = EngineSpy()
-    monkeypatch.setattr(engine, "cancel_flow_execution", spy.cancel, raising=False)
-    monkeypatch.setattr(engine, "reexecute_flow_execution", spy.reexecute, raising=False)
+    monkeypatch.setattr(lifecycle, "cancel_flow_execution", spy.cancel, raising=False)
+    monkeypatch.setattr(lifecycle, "reexecute_flow_execution", spy.reexecute, raising=False)
     return spy
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from executions import engine
+from executions.engine import lifecycle
 from executions.enums import EditedStatus, FlowExecutionStatus, StaleStatus, TaskExecutionStatus
 from executions.models import TaskExecution
 from executions.tests.engine.factories import (
@@ -148,7 +148,7 @@ def test_execute_flow_requeues_stale_tasks_in_dependency_order(
 
 def test_reexecute_only_stale_reruns_exactly_the_stale_tasks(user_client, service_client, finished):
     put(user_client, latest(finished, "b"), output="B2")
-    engine.reexecute_flow_execution(execution=finished, actor="u", only_stale=True)
+    lifecycle.reexecute_flow_execution(execution=finished, actor="u", only_stale=True)
     assert latest(finished, "b").edited_status == EditedStatus.EDITED_REEXECUTED
     Worker(service_client).run_all()
     indexes = {name: [i for i, _ in rows] for name, rows in statuses(finished).items()}

@@ -206,9 +206,9 @@ def test_unexpected_error_is_500_envelope(service_client, execution, monkeypatch
 
 
 def test_report_for_deleted_flow_execution_is_404(service_client, execution):
-    from executions import engine
+    from executions.engine import lifecycle
 
-    engine.delete_flow_execution(execution=execution, actor="u")
+    lifecycle.delete_flow_execution(execution=execution, actor="u")
     assert error_code(service_client.post(URL, body(execution), format="json"), 404)
 
 

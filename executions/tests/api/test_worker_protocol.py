@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from executions import engine
+from executions.engine import leases, lifecycle
 from executions.enums import FlowExecutionStatus, TaskExecutionStatus
 from executions.models import TaskExecution
 from executions.tests.engine.factories import (
@@ -157,7 +157,7 @@ def test_heartbeat_extends_lease_and_reports_cancellation(service_client, execut
     assert latest(execution, "a").lease_expires_at > before
     assert beat(service_client, item["id"], "someone-else").status_code == 409
     assert beat(service_client, uuid.uuid4()).status_code == 404
-    engine.cancel_flow_execution(execution=execution, actor="u")
+    lifecycle.cancel_flow_execution(execution=execution, actor="u")
     assert beat(service_client, item["id"]).json()["cancel_requested"] is True
 
 
@@ -183,7 +183,7 @@ def test_release_requeues_without_using_an_attempt(service_client, execution):
 
 def test_release_after_cancel_cancels(service_client, execution):
     items = claim(service_client).json()["task_executions"]
-    engine.cancel_flow_execution(execution=execution, actor="u")
+    lifecycle.cancel_flow_execution(execution=execution, actor="u")
     for item in items:
         assert release(service_client, item["id"]).json()["status"] == "cancelled"
     assert refresh(execution).status == FE.CANCELLED
@@ -201,7 +201,7 @@ def test_expired_lease_fails_task_and_retries(tenant, service_client):
     lost = Worker(service_client, "lost")
     (item,) = lost.claim()
     _expire(item["id"])
-    assert engine.sweep_expired_leases() == 1
+    assert leases.sweep_expired_leases() == 1
     failed = TaskExecution.objects.get(id=item["id"])
     assert failed.status == TE.FAILED and failed.error["type"] == "LeaseExpired"
     retry = latest(execution, "a")
@@ -218,7 +218,7 @@ def test_expired_lease_fails_task_and_retries(tenant, service_client):
 def test_expired_lease_on_last_attempt_fails_flow(service_client, execution):
     (item,) = claim(service_client, limit=1).json()["task_executions"]
     _expire(item["id"])
-    engine.sweep_expired_leases()
+    leases.sweep_expired_leases()
     assert refresh(execution).status == FE.FAILED
 
 
@@ -235,7 +235,7 @@ def test_claim_sweeps_expired_leases(tenant, service_client, execution):
 def test_heartbeat_keeps_a_lease_from_expiring(service_client, execution):
     (item,) = claim(service_client, limit=1).json()["task_executions"]
     beat(service_client, item["id"])
-    assert engine.sweep_expired_leases() == 0
+    assert leases.sweep_expired_leases() == 0
 
 
 def test_sweepleases_command(service_client, execution):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from executions import engine
+from executions.engine import lifecycle
 from executions.enums import FlowExecutionStatus, TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
 from executions.tests.e2e.conftest import wait_until
@@ -151,7 +151,7 @@ def test_cancel_mid_run_stops_new_work(e2e_server, start_worker, tenant):
         what="both slow tasks running",
     )
     began = time.monotonic()
-    engine.cancel_flow_execution(execution=execution, actor="person")
+    lifecycle.cancel_flow_execution(execution=execution, actor="person")
     assert refresh(execution).status == FE.CANCEL_REQUESTED
     assert finished(execution, timeout=15).status == FE.CANCELLED, server.output()
     assert time.monotonic() - began < 10
@@ -170,7 +170,7 @@ def test_only_stale_reexecution_reruns_exactly_the_stale_tasks(e2e_server, start
         response = client.put("/api/task-executions", json={"id": str(b.id), "output": "B*"})
     assert response.status_code == 200, response.text
     assert refresh(execution).status == FE.STALE
-    engine.reexecute_flow_execution(execution=execution, actor="person", only_stale=True)
+    lifecycle.reexecute_flow_execution(execution=execution, actor="person", only_stale=True)
     assert finished(execution).status == FE.COMPLETED, server.output()
     indexes = {name: [i for i, _ in runs] for name, runs in statuses(execution).items()}
     assert indexes == {"a": [0], "b": [0], "c": [0], "d": [0, 1], "x": [0], "y": [0]}
@@ -224,7 +224,8 @@ def test_concurrency_cap_holds_and_starts_in_creation_order(e2e_server, start_wo
     definition = shape_definition({"t": []}, t={"parameters": {"sleep_seconds": 0.8}})
     flow = make_flow(org, definition)
     executions = [
-        engine.start_flow_execution(execution=create_execution(flow), actor="s") for _ in range(5)
+        lifecycle.start_flow_execution(execution=create_execution(flow), actor="s")
+        for _ in range(5)
     ]
     other_execution = start(other, definition)
     assert other_execution.status == FE.RUNNING  # not queued behind the first organization

@@ -12,7 +12,8 @@ from typing import Any
 
 from rest_framework.test import APIClient
 
-from executions import dsl, engine
+from executions import dsl
+from executions.engine import lifecycle
 from executions.enums import TaskExecutionStatus
 from executions.models import Flow, FlowExecution, FlowVersion, TaskExecution
 from flowplatform.models import Organization
@@ -61,7 +62,7 @@ def start(
 ) -> FlowExecution:
     flow = flow or make_flow(organization, definition)
     execution = create_execution(flow, input=input)
-    return engine.start_flow_execution(execution=execution, actor="system")
+    return lifecycle.start_flow_execution(execution=execution, actor="system")
 
 
 def latest(execution: FlowExecution, name: str) -> TaskExecution:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from executions import engine
+from executions.engine import leases, state
 from executions.models import TaskExecution
 from executions.tests.engine.factories import DIAMOND, Worker, latest, shape_definition, start
 
@@ -111,7 +111,7 @@ def test_eight_claimers_claim_five_hundred_tasks_exactly_once(tenant):
     def claimer(i: int) -> list[str]:
         mine: list[str] = []
         while True:
-            got = engine.claim_task_executions(
+            got = leases.claim_task_executions(
                 organization=tenant.organization,
                 worker_id=f"w{i}",
                 executors=["noop"],
@@ -147,7 +147,7 @@ def test_worker_posts_after_the_report_do_not_wait_for_the_flow_execution_lock(t
     def hold_lock() -> None:
         try:
             with transaction.atomic():
-                engine.lock_flow_execution(flow_execution_id=execution.id)
+                state.lock_flow_execution(flow_execution_id=execution.id)
                 holding.set()
                 release.wait(timeout=30)
         finally:
@@ -187,7 +187,7 @@ def test_creating_an_output_waits_for_the_flow_execution_lock(tenant):
     def hold_lock() -> None:
         try:
             with transaction.atomic():
-                engine.lock_flow_execution(flow_execution_id=execution.id)
+                state.lock_flow_execution(flow_execution_id=execution.id)
                 holding.set()
                 release.wait(timeout=2)
                 order.append("released")

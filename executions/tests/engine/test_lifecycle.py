@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from executions import engine
+from executions.engine import lifecycle
 from executions.enums import FlowExecutionStatus, StaleStatus, TaskExecutionStatus
 from executions.tests.engine.factories import (
     DIAMOND,
@@ -31,7 +31,7 @@ def test_cancel_queued_and_running(tenant, service_client):
     execution = start(tenant.organization, shape_definition({"a": [], "b": [], "c": ["a"]}))
     worker = Worker(service_client)
     (a,) = worker.claim(limit=1)
-    engine.cancel_flow_execution(execution=execution, actor="u1")
+    lifecycle.cancel_flow_execution(execution=execution, actor="u1")
     execution = refresh(execution)
     assert execution.status == FE.CANCEL_REQUESTED
     assert execution.modified_by == "u1"
@@ -46,16 +46,16 @@ def test_cancel_queued_and_running(tenant, service_client):
     assert refresh(execution).status == FE.CANCELLED
     assert latest(execution, "c") is None
     # Idempotent; a finished one cannot be cancelled.
-    engine.cancel_flow_execution(execution=execution, actor="u1")
+    lifecycle.cancel_flow_execution(execution=execution, actor="u1")
     done = start(tenant.organization, shape_definition({"z": []}))
     worker.run_all()
     with pytest.raises(Conflict):
-        engine.cancel_flow_execution(execution=refresh(done), actor="u1")
+        lifecycle.cancel_flow_execution(execution=refresh(done), actor="u1")
 
 
 def test_cancel_without_running_tasks_is_immediate(tenant):
     execution = start(tenant.organization, shape_definition(DIAMOND))
-    engine.cancel_flow_execution(execution=execution, actor="u1")
+    lifecycle.cancel_flow_execution(execution=execution, actor="u1")
     assert refresh(execution).status == FE.CANCELLED
     assert latest(execution, "a").status == TE.CANCELLED
 
@@ -64,7 +64,7 @@ def test_running_task_finishing_after_cancel_completes_cancellation(tenant, serv
     execution = start(tenant.organization, shape_definition({"a": [], "b": ["a"]}))
     worker = Worker(service_client)
     (a,) = worker.claim()
-    engine.cancel_flow_execution(execution=execution, actor="u1")
+    lifecycle.cancel_flow_execution(execution=execution, actor="u1")
     assert worker.report(a).status_code == 200  # it finished anyway
     assert refresh(execution).status == FE.CANCELLED
     assert latest(execution, "b") is None
@@ -78,7 +78,7 @@ def _finished_diamond(tenant, service_client, *, fail=()):
 
 def test_reexecute_everything(tenant, service_client):
     execution = _finished_diamond(tenant, service_client)
-    engine.reexecute_flow_execution(execution=execution, actor="u1")
+    lifecycle.reexecute_flow_execution(execution=execution, actor="u1")
     assert refresh(execution).status == FE.RUNNING
     assert queued_names(execution) == {"a"}
     assert latest(execution, "a").task_execution_idx == 1
@@ -93,7 +93,7 @@ def test_reexecute_only_failed_resumes_from_failure(tenant, service_client):
     execution = _finished_diamond(tenant, service_client, fail=("b",))
     assert execution.status == FE.FAILED
     before = statuses(execution)
-    engine.reexecute_flow_execution(execution=execution, actor="u1", only_failed=True)
+    lifecycle.reexecute_flow_execution(execution=execution, actor="u1", only_failed=True)
     Worker(service_client).run_all()
     after = statuses(execution)
     assert refresh(execution).status == FE.COMPLETED
@@ -105,16 +105,16 @@ def test_reexecute_only_failed_resumes_from_failure(tenant, service_client):
 def test_reexecute_while_running_conflicts(tenant):
     execution = start(tenant.organization, shape_definition(DIAMOND))
     with pytest.raises(Conflict):
-        engine.reexecute_flow_execution(execution=execution, actor="u1")
+        lifecycle.reexecute_flow_execution(execution=execution, actor="u1")
     with pytest.raises(BadRequest):
-        engine.reexecute_flow_execution(
+        lifecycle.reexecute_flow_execution(
             execution=execution, actor="u1", only_stale=True, only_failed=True
         )
 
 
 def test_reexecute_only_stale_with_nothing_stale_changes_nothing(tenant, service_client):
     execution = _finished_diamond(tenant, service_client)
-    engine.reexecute_flow_execution(execution=execution, actor="u1", only_stale=True)
+    lifecycle.reexecute_flow_execution(execution=execution, actor="u1", only_stale=True)
     assert refresh(execution).status == FE.COMPLETED
     assert queued_names(execution) == set()
 
@@ -122,7 +122,7 @@ def test_reexecute_only_stale_with_nothing_stale_changes_nothing(tenant, service
 def test_delete_cancels_waiting_work(tenant, service_client):
     execution = start(tenant.organization, shape_definition({"a": [], "b": []}))
     (a,) = Worker(service_client).claim(limit=1)
-    engine.delete_flow_execution(execution=execution, actor="u1")
+    lifecycle.delete_flow_execution(execution=execution, actor="u1")
     assert refresh(execution).status == FE.DELETED
     assert latest(execution, "b").status == TE.CANCELLED
     assert latest(execution, "a").cancel_requested
@@ -138,7 +138,8 @@ def test_cap_keeps_extra_executions_queued_and_starts_them_in_order(service_clie
     org.save()
     flow = make_flow(org, shape_definition({"a": []}))
     executions = [
-        engine.start_flow_execution(execution=create_execution(flow), actor="s") for _ in range(5)
+        lifecycle.start_flow_execution(execution=create_execution(flow), actor="s")
+        for _ in range(5)
     ]
     assert [refresh(e).status for e in executions] == [FE.RUNNING] * 2 + [FE.QUEUED] * 3
     # Another organization is not affected.
@@ -168,18 +169,18 @@ def test_cancelling_a_queued_execution_keeps_it_out(tenant):
     org.max_concurrent_executions = 1
     org.save()
     flow = make_flow(org, shape_definition({"a": []}))
-    first = engine.start_flow_execution(execution=create_execution(flow), actor="s")
-    second = engine.start_flow_execution(execution=create_execution(flow), actor="s")
+    first = lifecycle.start_flow_execution(execution=create_execution(flow), actor="s")
+    second = lifecycle.start_flow_execution(execution=create_execution(flow), actor="s")
     assert refresh(second).status == FE.QUEUED
-    engine.cancel_flow_execution(execution=second, actor="u")
+    lifecycle.cancel_flow_execution(execution=second, actor="u")
     assert refresh(second).status == FE.CANCELLED
-    engine.cancel_flow_execution(execution=first, actor="u")
+    lifecycle.cancel_flow_execution(execution=first, actor="u")
     assert refresh(second).status == FE.CANCELLED
 
 
 def test_start_is_idempotent(tenant):
     execution = start(tenant.organization, shape_definition({"a": []}))
-    engine.start_flow_execution(execution=execution, actor="s")
+    lifecycle.start_flow_execution(execution=execution, actor="s")
     assert statuses(execution) == {"a": [(0, TE.QUEUED)]}
     assert latest(execution, "a").stale_status == StaleStatus.CONSISTENT
 
@@ -189,8 +190,8 @@ def test_capped_execution_with_a_reported_task_starts_at_the_next_index(tenant, 
     org.max_concurrent_executions = 1
     org.save()
     flow = make_flow(org, shape_definition({"a": [], "b": ["a"]}))
-    first = engine.start_flow_execution(execution=create_execution(flow), actor="s")
-    waiting = engine.start_flow_execution(execution=create_execution(flow), actor="s")
+    first = lifecycle.start_flow_execution(execution=create_execution(flow), actor="s")
+    waiting = lifecycle.start_flow_execution(execution=create_execution(flow), actor="s")
     report = {
         "flow_execution_id": str(waiting.id),
         "task_name": "a",
@@ -200,6 +201,6 @@ def test_capped_execution_with_a_reported_task_starts_at_the_next_index(tenant, 
     }
     assert service_client.post("/api/task-executions", report, format="json").status_code == 201
     assert refresh(waiting).status == FE.QUEUED
-    engine.cancel_flow_execution(execution=first, actor="u")
+    lifecycle.cancel_flow_execution(execution=first, actor="u")
     assert refresh(waiting).status == FE.RUNNING
     assert statuses(waiting)["a"] == [(0, TE.COMPLETED), (1, TE.QUEUED)]

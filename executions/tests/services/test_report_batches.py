@@ -209,7 +209,9 @@ def test_reports_of_several_flow_executions_are_decided_in_one_batch(tenant, out
     if connection.vendor == "postgresql":  # what reacting reads: one query for all of them
         sql = [q["sql"] for q in queries.captured_queries]
         latest_reads = [q for q in sql if "unnest(" in q and '"executions_taskexecution"' in q]
-        output_reads = [q for q in sql if q.startswith("SELECT") and '"outputs_taskoutput" t' in q]
+        output_reads = [
+            q for q in sql if q.startswith("SELECT") and 'FROM "outputs_taskoutput"' in q
+        ]
         assert len(latest_reads) == 1, latest_reads
         assert len(output_reads) == 1, output_reads
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executions import engine
+from executions.engine import leases
 from executions.models import TaskExecution
 from executions.tests.factories import make_flow, make_flow_execution
 from outputs.models import TaskOutput
@@ -56,7 +56,7 @@ def seed(organization: Any) -> Seeded:
     data.flow_executions = [str(e.id) for e in executions]
     data.victim_flow_executions = [str(make_flow_execution(flows[0]).id) for _ in range(20)]
     # Half the queued roots become running under a lease (heartbeat/release have a target).
-    engine.claim_task_executions(
+    leases.claim_task_executions(
         organization=organization, worker_id="fuzz-worker", executors=["noop"], limit=3
     )
     data.task_executions = [

@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from executions import dsl, engine
+from executions import dsl
+from executions.engine import lifecycle
 from executions.models import Flow, FlowExecution, FlowVersion
 
 
@@ -59,7 +60,7 @@ def queue_tasks(organization: Any, *, executions: int, width: int) -> list[FlowE
         execution = FlowExecution.objects.create(
             organization=organization, flow=flow, flow_version=1
         )
-        started.append(engine.start_flow_execution(execution=execution, actor="race"))
+        started.append(lifecycle.start_flow_execution(execution=execution, actor="race"))
     return started
 
 

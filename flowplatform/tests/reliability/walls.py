@@ -9,7 +9,7 @@ from typing import Any
 
 from drf_spectacular.generators import SchemaGenerator
 
-from executions import engine
+from executions.engine import leases
 from executions.models import FlowExecution, TaskExecution, TaskStatus
 from executions.tests.factories import make_flow, make_flow_execution
 from outputs.models import TaskOutput
@@ -73,7 +73,7 @@ def make_objects(organization: Any, *, worker_id: str = "w-1") -> Objects:
     a second execution with ``a`` queued, and their task outputs."""
     flow = make_flow(organization, display_name=f"walls-{organization.name}")
     running = make_flow_execution(flow)
-    engine.claim_task_executions(
+    leases.claim_task_executions(
         organization=organization, worker_id=worker_id, executors=["noop"], limit=1
     )
     queued = make_flow_execution(flow)
