@@ -101,8 +101,10 @@ def get_flow_version(*, flow: Flow, version: int) -> FlowVersion:
 
 
 def flow_executions_of(
-    *, organization: Organization, include_deleted: bool = False
+    *, organization: Organization | UUID, include_deleted: bool = False
 ) -> QuerySet[FlowExecution]:
+    """The organization's flow executions; deleted ones are missing unless asked for. Every
+    lookup of a flow execution starts here (the engine's locks too)."""
     qs = FlowExecution.objects.filter(organization=organization)
     return qs if include_deleted else qs.exclude(status=FlowExecutionStatus.DELETED)
 

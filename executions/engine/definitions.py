@@ -78,8 +78,3 @@ def check_task_names(
             f"Unknown task name(s) for this flow execution's flow version: {len(details)}.",
             details=details,
         )
-
-
-def clear_cache() -> None:
-    with _lock:
-        _cache.clear()

@@ -25,6 +25,7 @@ from executions.engine.state import Run, lock_flow_execution
 from executions.enums import FLOW_EXECUTION_ACTIVE, FlowExecutionStatus, TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
 from executions.representations import task_execution_data
+from executions.selectors import flow_executions_of
 from flowplatform.exceptions import Conflict, NotFound
 from flowplatform.models import Organization
 from flowplatform.representation import iso
@@ -187,8 +188,17 @@ def sweep_expired_leases(*, organization: Organization | None = None, limit: int
 
 @engine_operation
 def _expire(flow_execution_id: UUID, ids: list[UUID]) -> int:
+    # A deleted flow execution's expired leases end too: its tasks must not stay running.
+    organization_id = (
+        FlowExecution.objects.filter(id=flow_execution_id)
+        .values_list("organization_id", flat=True)
+        .first()
+    )
     execution = (
-        FlowExecution.objects.select_for_update(no_key=True).filter(id=flow_execution_id).first()
+        flow_executions_of(organization=organization_id, include_deleted=True)
+        .select_for_update(no_key=True)
+        .filter(id=flow_execution_id)
+        .first()
     )
     if execution is None:
         return 0

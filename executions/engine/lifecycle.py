@@ -27,7 +27,9 @@ def start_flow_execution(*, execution: FlowExecution, actor: str) -> FlowExecuti
     It stays ``queued`` while its organization is at ``max_concurrent_executions`` and starts
     in creation order when a slot frees. Starting one that is not queued changes nothing.
     """
-    locked = lock_flow_execution(flow_execution_id=execution.id)
+    locked = lock_flow_execution(
+        flow_execution_id=execution.id, organization=execution.organization_id
+    )
     if locked.status == FE.QUEUED:
         fill_slots(organization_id=locked.organization_id)
         locked.refresh_from_db()
@@ -40,7 +42,9 @@ def cancel_flow_execution(*, execution: FlowExecution, actor: str) -> FlowExecut
     answers ``cancel_requested``) and the flow execution is ``cancel_requested`` until the
     last one ends, then ``cancelled``. Repeating it is harmless; a finished flow execution
     cannot be cancelled (``Conflict``)."""
-    locked = lock_flow_execution(flow_execution_id=execution.id)
+    locked = lock_flow_execution(
+        flow_execution_id=execution.id, organization=execution.organization_id
+    )
     if locked.status in (FE.CANCELLED, FE.CANCEL_REQUESTED):
         return locked
     if locked.status == FE.QUEUED:
@@ -69,7 +73,9 @@ def reexecute_flow_execution(
     """
     if only_stale and only_failed:
         raise BadRequest("Choose only_stale or only_failed, not both.")
-    locked = lock_flow_execution(flow_execution_id=execution.id)
+    locked = lock_flow_execution(
+        flow_execution_id=execution.id, organization=execution.organization_id
+    )
     if locked.status == FE.QUEUED or locked.status in FLOW_EXECUTION_ACTIVE:
         raise Conflict(f"The flow execution is {locked.status}; wait for it to finish.")
     run = Run.of(locked, actor=actor)
@@ -108,7 +114,9 @@ def _mark_sources_reexecuted(run: Run, stale: list[TaskExecution]) -> None:
 def delete_flow_execution(*, execution: FlowExecution, actor: str) -> FlowExecution:
     """Soft delete: status ``deleted``; waiting tasks are cancelled and running ones asked to
     stop, its slot goes to the organization's queue. Deleting twice changes nothing."""
-    locked = lock_flow_execution(flow_execution_id=execution.id)
+    locked = lock_flow_execution(
+        flow_execution_id=execution.id, organization=execution.organization_id
+    )
     run = Run.of(locked, actor=actor)
     was_active = locked.status in FLOW_EXECUTION_ACTIVE
     waiting = TaskExecution.objects.filter(

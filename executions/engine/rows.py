@@ -66,10 +66,6 @@ def instances(model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
     return built
 
 
-def column(model: type[Model], name: str) -> str:
-    return f'"{model._meta.get_field(name).column}"'
-
-
 @functools.cache
 def _value_layout(model: type[Model], names: tuple[str, ...]) -> list[list[tuple[Any, Any]]]:
     return [_converters(model, model._meta.get_field(name)) for name in names]

@@ -7,78 +7,57 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
 from django.db import connection
 
 from executions import dsl
 from executions.engine import rows
 from executions.engine.definitions import definition_of
-from executions.enums import FlowExecutionStatus, TaskExecutionStatus
+from executions.enums import TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
+from executions.selectors import flow_executions_of
 from flowplatform.exceptions import NotFound
 from flowplatform.models import Organization
+from flowplatform.representation import as_uuid
 from outputs.models import TaskOutput
 
 
-def lock_flow_execution(
-    *, flow_execution_id: UUID | str, organization: Organization | None = None
-) -> FlowExecution:
-    """The flow execution, row-locked until the transaction ends (``SELECT … FOR NO KEY
-    UPDATE``).
+def lock_flow_executions(
+    *, flow_execution_ids: Iterable[UUID | str], organization: Organization | UUID
+) -> dict[UUID, FlowExecution]:
+    """The organization's live flow executions among ``flow_execution_ids``, row-locked until
+    the transaction ends (``SELECT … FOR NO KEY UPDATE``), in one statement; those missing,
+    deleted or another organization's are left out (``selectors.flow_executions_of``).
 
-    Every engine decision about one flow execution holds this lock, so concurrent reports,
+    Every engine decision about a flow execution holds this lock, so concurrent reports,
     edits and cancels of it run one after another. ``NO KEY``: the engine never changes the
     row's key, and the lock must not block the foreign-key checks of rows that only refer to
     the flow execution (a worker's task statuses and outputs, committed meanwhile).
-    ``NotFound`` when it is missing, deleted or (given ``organization``) another
-    organization's.
-    """
-    sql = 'WHERE t."id" = %s AND NOT t."status" = %s'
-    try:
-        params = [
-            rows.db_value(FlowExecution, "id", flow_execution_id),
-            FlowExecutionStatus.DELETED,
-        ]
-    except (ValidationError, ValueError, TypeError):
-        raise NotFound(f"Flow execution {flow_execution_id} not found.") from None
-    if organization is not None:
-        sql += ' AND t."organization_id" = %s'
-        params.append(rows.db_value(FlowExecution, "organization_id", organization.pk))
-    found = rows.select(FlowExecution, sql + rows.lock_clause(no_key=True), params)
-    if not found:
-        raise NotFound(f"Flow execution {flow_execution_id} not found.")
-    return found[0]
-
-
-def lock_flow_executions(
-    *, flow_execution_ids: Iterable[UUID | str], organization: Organization
-) -> dict[UUID, FlowExecution]:
-    """``lock_flow_execution`` for several flow executions of ``organization`` in one
-    statement, by id; those missing, deleted or another organization's are left out.
 
     The rows are locked in the order of their ids. A transaction that holds several flow
-    executions must take them all this way, at once, before any other lock: every other
-    engine transaction holds a single flow execution (then perhaps its organization's row),
-    so lock waits can never form a cycle."""
-    wanted: list[Any] = []
-    for flow_execution_id in flow_execution_ids:
-        try:
-            wanted.append(rows.db_value(FlowExecution, "id", flow_execution_id))
-        except (ValidationError, ValueError, TypeError):
-            continue  # not an id: not found
+    executions takes them all this way, at once, before any other lock: every other engine
+    transaction holds a single flow execution (then perhaps its organization's row), so
+    lock waits can never form a cycle."""
+    wanted = {pk for pk in map(as_uuid, flow_execution_ids) if pk is not None}
     if not wanted:
         return {}
-    sql = (
-        f'WHERE t."id" IN ({rows.placeholders(len(wanted))}) AND NOT t."status" = %s'
-        ' AND t."organization_id" = %s ORDER BY t."id"'
+    locked = (
+        flow_executions_of(organization=organization)
+        .filter(id__in=sorted(wanted))
+        .order_by("id")
+        .select_for_update(no_key=True)
     )
-    params = [
-        *wanted,
-        FlowExecutionStatus.DELETED,
-        rows.db_value(FlowExecution, "organization_id", organization.pk),
-    ]
-    found = rows.select(FlowExecution, sql + rows.lock_clause(no_key=True), params)
-    return {execution.id: execution for execution in found}
+    return {execution.id: execution for execution in locked}
+
+
+def lock_flow_execution(
+    *, flow_execution_id: UUID | str, organization: Organization | UUID
+) -> FlowExecution:
+    """``lock_flow_executions`` of one: ``NotFound`` when it is missing, deleted or another
+    organization's."""
+    found = lock_flow_executions(flow_execution_ids=[flow_execution_id], organization=organization)
+    if not found:
+        raise NotFound(f"Flow execution {flow_execution_id} not found.")
+    return next(iter(found.values()))
 
 
 @dataclass

@@ -122,12 +122,16 @@ def test_lock_flow_execution_finds_only_live_executions_of_the_organization(
         )
         assert fields_of(locked) == fields_of(FlowExecution.objects.get(id=execution.id))
         with pytest.raises(NotFound):
-            state.lock_flow_execution(flow_execution_id="not-a-uuid")
+            state.lock_flow_execution(
+                flow_execution_id="not-a-uuid", organization=tenant.organization
+            )
         with pytest.raises(NotFound):
-            state.lock_flow_execution(flow_execution_id=uuid4())
+            state.lock_flow_execution(flow_execution_id=uuid4(), organization=tenant.organization)
         FlowExecution.objects.filter(id=execution.id).update(status="deleted")
         with pytest.raises(NotFound):
-            state.lock_flow_execution(flow_execution_id=execution.id)
+            state.lock_flow_execution(
+                flow_execution_id=execution.id, organization=tenant.organization
+            )
 
 
 def test_insert_and_update_write_what_bulk_create_and_save_write(

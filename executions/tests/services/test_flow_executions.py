@@ -21,13 +21,13 @@ def test_create_pins_version_publishes_and_starts(organization, monkeypatch):
     flow = make_flow(organization)
     set_flow_definition(organization=organization, flow_id=flow.id, actor="u", definition=TWO_STEPS)
     started = []
-    real_start = services.engine.start_flow_execution
+    real_start = services.lifecycle.start_flow_execution
 
     def spy(*, execution, actor):  # noqa: ANN001, ANN202
         started.append((execution.id, execution.status, execution.flow_version, actor))
         return real_start(execution=execution, actor=actor)
 
-    monkeypatch.setattr(services.engine, "start_flow_execution", spy)
+    monkeypatch.setattr(services.lifecycle, "start_flow_execution", spy)
     execution = services.create_flow_execution(
         organization=organization, actor="u7", flow_id=flow.id, input={"k": [1]}
     )

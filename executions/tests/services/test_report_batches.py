@@ -203,7 +203,7 @@ def test_reports_of_several_flow_executions_are_decided_in_one_batch(tenant, out
     flow_execution_reads = [
         q["sql"]
         for q in queries.captured_queries
-        if q["sql"].startswith("SELECT") and '"executions_flowexecution" t ' in q["sql"]
+        if q["sql"].startswith("SELECT") and 'FROM "executions_flowexecution"' in q["sql"]
     ]
     assert len(flow_execution_reads) == 1, flow_execution_reads
     if connection.vendor == "postgresql":  # what reacting reads: one query for all of them
