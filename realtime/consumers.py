@@ -22,7 +22,7 @@ in a worker thread (``database_sync_to_async``). Live events come from ``realtim
 (one layer subscription per group per process, each event's frame built once per process).
 
 Sending: a frame goes to the socket at once, on the caller's stack, while the connection has
-nothing queued (``_start_now``): with a thousand subscribers that is a thousand writes, not a
+nothing queued (``sending.start_now``): with a thousand subscribers that is a thousand writes, not a
 thousand tasks woken. A send that has to wait (the client is not reading and the server's
 buffer is full) is finished by a writer task; frames queued meanwhile wait in the
 connection's outbox, bounded, and the writer sends them in order. So frames are never
@@ -34,10 +34,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import types
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -52,6 +51,7 @@ from realtime.auth import Credentials, authenticate, credentials_from_scope
 from realtime.fanout import Delivery, Fanout, SendMessage, get_fanout, send_message
 from realtime.selectors import REPLAY_PAGE_SIZE, Stream
 from realtime.sender import note_consumer_loop
+from realtime.sending import start_now
 
 logger = logging.getLogger(__name__)
 
@@ -106,36 +106,6 @@ def shared_stream(stream: Stream) -> Stream:
 def _frame(payload: dict[str, Any]) -> SendMessage:
     # orjson, or the stdlib for integers past 64 bits
     return send_message(dumps(payload).decode())
-
-
-def _start_now(send: Awaitable[None]) -> Awaitable[None] | None:
-    """Run ``send`` on the caller's stack until it completes (None) or has to wait: then
-    an awaitable that finishes it. (What Python 3.12's eager tasks do, without a task.)"""
-    if not isinstance(send, types.CoroutineType):  # e.g. a Future: the writer awaits it
-        return send
-    try:
-        waiting_on = send.send(None)
-    except StopIteration:
-        return None
-    return _finish(send, waiting_on)
-
-
-@types.coroutine
-def _finish(send: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
-    """The rest of a coroutine that suspended on ``waiting_on``, driven by the awaiting task."""
-    while True:
-        try:
-            received = yield waiting_on
-        except BaseException as exc:  # noqa: BLE001 - cancellation goes to the coroutine
-            try:
-                waiting_on = send.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting_on = send.send(received)
-            except StopIteration:
-                return
 
 
 class EventStreamConsumer(AsyncWebsocketConsumer):
@@ -353,7 +323,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             return
         if self._writer is None:
             try:
-                rest = _start_now(self.base_send(frame))
+                rest = start_now(self.base_send(frame))
             except (OSError, RuntimeError):  # the client went away, or the socket is closed
                 self._closing = True
                 return

@@ -1,10 +1,9 @@
 """Built-in task executors and the registry that lets other ones be plugged in.
 
-An executor is a plain function ``(params, context) -> ExecutorResult``.  ``params`` is the
-task's input as the server resolved it (placeholders already filled in); it is validated
-against the executor's JSON Schema before the function runs, so the functions can trust
-their arguments.  Anything an executor raises becomes a ``failed`` task whose error type is
-the exception's class name, hence the small, explicit exception classes below.
+An executor is a plain function ``(params, context) -> ExecutorResult``: ``params`` is the
+task's input as the server resolved it, validated against the executor's JSON Schema first.
+Anything an executor raises becomes a ``failed`` task whose error type is the exception's
+class name, hence the small, explicit exception classes below.
 """
 
 from __future__ import annotations

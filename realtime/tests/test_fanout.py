@@ -238,7 +238,7 @@ async def test_a_burst_of_commits_is_not_dropped_by_the_in_memory_layer(tenant, 
 
 
 async def test_a_send_runs_at_once_and_only_what_waits_is_left_to_a_task():
-    from realtime.consumers import _start_now
+    from realtime.sending import start_now as _start_now
 
     done: list[str] = []
 

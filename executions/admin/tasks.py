@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from executions.admin_parts import duration, error_summary
+from executions.admin.parts import duration, error_summary
 from executions.models import Flow, FlowExecution, TaskExecution, TaskStatus
 from flowplatform.admin_utils import (
     ReadOnlyAdmin,
