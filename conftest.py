@@ -4,13 +4,20 @@ with a user key, a service key and API clients authenticated with them."""
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+from django.db import connections
 from rest_framework.test import APIClient
 
+from config import handlers
+from executions.api import task_executions
 from flowplatform.models import ApiKey, Organization
 from flowplatform.services import create_api_key, create_organization, get_or_create_user
+from flowplatform.tests.asgi_client import ASGIClient
 
 # Row-level security (PostgreSQL with MIGRATION_DATABASE_URL): the owner creates and migrates
 # the test database, the tests connect as the application's role. Inert otherwise.
@@ -82,21 +89,62 @@ def organization(tenant: Tenant) -> Organization:
     return tenant.organization
 
 
-@pytest.fixture
-def user_client(tenant: Tenant) -> APIClient:
-    return tenant.client("user")
+def _client(request: pytest.FixtureRequest, tenant: Tenant, kind: str) -> APIClient | ASGIClient:
+    """A client authenticated for ``tenant``; in a module marked ``production_path`` (the
+    seed endpoints' contract tests) it sends requests through the production ASGI
+    application, each in transactions of its own."""
+    if request.node.get_closest_marker("production_path") is None:
+        return tenant.client(kind)
+    client = ASGIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {tenant.user_key if kind == 'user' else tenant.service_key}"
+    )
+    return client
 
 
 @pytest.fixture
-def service_client(tenant: Tenant) -> APIClient:
-    return tenant.client("service")
+def user_client(request: pytest.FixtureRequest, tenant: Tenant) -> APIClient | ASGIClient:
+    return _client(request, tenant, "user")
 
 
 @pytest.fixture
-def outsider_client(outsider: Tenant) -> APIClient:
-    return outsider.client("user")
+def service_client(request: pytest.FixtureRequest, tenant: Tenant) -> APIClient | ASGIClient:
+    return _client(request, tenant, "service")
+
+
+@pytest.fixture
+def outsider_client(request: pytest.FixtureRequest, outsider: Tenant) -> APIClient | ASGIClient:
+    return _client(request, outsider, "user")
 
 
 @pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads_let_go_of_their_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At the end of the run, before the test database is dropped (this fixture is set up
+    after it, so torn down before): the threads that decide batches of reports and run
+    requests close their database connections."""
+    request.getfixturevalue("django_db_setup")
+    yield
+    close_connections_of(task_executions._batch_threads)
+    for thread in handlers._threads.take_all():
+        close_connections_of(thread)
+
+
+def close_connections_of(executor: ThreadPoolExecutor) -> None:
+    """``connections.close_all()`` on every thread of ``executor``: each closes its own, then
+    waits for the others, so no thread takes two of them."""
+    count = len(executor._threads)
+    if not count:
+        return
+    barrier = threading.Barrier(count)
+
+    def close() -> None:
+        connections.close_all()
+        barrier.wait(timeout=10)
+
+    for future in [executor.submit(close) for _ in range(count)]:
+        future.result(timeout=20)

@@ -80,6 +80,12 @@ class _Threads:
                 return
         thread.shutdown(wait=False)
 
+    def take_all(self) -> list[RequestThread]:
+        """Every idle thread, taken out of the free list."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        return idle
+
 
 _threads = _Threads()
 

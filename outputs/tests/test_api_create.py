@@ -10,7 +10,7 @@ from outputs.models import TaskOutput
 from outputs.tests.factories import make_flow_execution
 from realtime.models import Event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.production_path]
 
 URL = "/api/task-outputs"
 
@@ -296,11 +296,14 @@ def test_unexpected_error_is_500_envelope(service_client, flow_execution, monkey
 # --- notifications --------------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # inside the test's transaction, to hold the commit back
 def test_create_and_update_publish_after_commit(
-    service_client, flow_execution, django_capture_on_commit_callbacks, monkeypatch
+    tenant, flow_execution, django_capture_on_commit_callbacks, monkeypatch
 ):
+    """In this thread's transaction (the in-process client), to watch the commit."""
     import realtime.publisher
 
+    service_client = tenant.client("service")
     pushed: list = []
     monkeypatch.setattr(realtime.publisher, "push", lambda messages: pushed.append(messages))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:

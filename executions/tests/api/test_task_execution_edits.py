@@ -23,7 +23,7 @@ from executions.tests.engine.factories import (
 from outputs.models import TaskOutput
 from realtime.models import Event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.production_path]
 
 TE = TaskExecutionStatus
 FE = FlowExecutionStatus

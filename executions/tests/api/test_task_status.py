@@ -18,7 +18,7 @@ from outputs.models import TaskOutput
 from outputs.representations import task_output_data
 from realtime.models import Event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.production_path]
 
 
 @pytest.fixture
@@ -128,7 +128,8 @@ def test_unexpected_error_is_500(service_client, execution, monkeypatch):
     assert response.status_code == 500
 
 
-def test_one_outbox_insert_for_the_batch_and_its_outputs(service_client, execution):
+def test_one_outbox_insert_for_the_batch_and_its_outputs(tenant, execution):
+    service_client = tenant.client("service")  # in this thread, to count its statements
     (a,) = Worker(service_client).claim()  # a's output is running
     items = [{"task_name": "a", "status": f"s{i}"} for i in range(9)]
     items.append({"task_name": "a", "status": "in_progress"})

@@ -147,7 +147,9 @@ def test_worker_posts_after_the_report_do_not_wait_for_the_flow_execution_lock(t
     def hold_lock() -> None:
         try:
             with transaction.atomic():
-                state.lock_flow_execution(flow_execution_id=execution.id)
+                state.lock_flow_execution(
+                    flow_execution_id=execution.id, organization=execution.organization_id
+                )
                 holding.set()
                 release.wait(timeout=30)
         finally:
@@ -187,7 +189,9 @@ def test_creating_an_output_waits_for_the_flow_execution_lock(tenant):
     def hold_lock() -> None:
         try:
             with transaction.atomic():
-                state.lock_flow_execution(flow_execution_id=execution.id)
+                state.lock_flow_execution(
+                    flow_execution_id=execution.id, organization=execution.organization_id
+                )
                 holding.set()
                 release.wait(timeout=2)
                 order.append("released")
