@@ -339,12 +339,13 @@ def running_server(
     env: dict[str, str],
     probe: str = "/",
     command: list[str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """One server process group on a free loopback port, killed on exit. Its output goes
-    to a log file (printed if it fails to start)."""
+    """One server process group on a free loopback port (or ``port``, which ``command``
+    binds), killed on exit. Its output goes to a log file (printed if it fails to start)."""
     import httpx
 
-    port = free_port()
+    port = port or free_port()
     base = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "TEST_DATABASE_NAME"}}
     full_env = {**base, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
     log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])

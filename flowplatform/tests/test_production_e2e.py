@@ -12,9 +12,6 @@ and worker processes on PostgreSQL and Redis, on loopback.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -341,58 +338,3 @@ def test_metrics_are_summed_over_the_worker_processes(topology: Topology, tenant
     for values in scraped:  # whichever process answers the scrape, it reports the sum
         assert values[("flowplatform_http_requests_total", route)] == sent
     assert sum(counts) == sent and sorted(counts)[-2] > 0
-
-
-def established_per_process(server: ProdServer) -> list[int]:
-    """Connections to ``server``'s port that each of its worker processes holds (read from
-    /proc: the kernel's TCP table and each process's file descriptors)."""
-    port = int(server.url.rsplit(":", 1)[1])
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{inode}]")
-    master = server.process.pid  # bin/serve-prod execs gunicorn's master
-    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    counts = []
-    for pid in workers:
-        held = 0
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                held += os.readlink(fd) in inodes
-        counts.append(held)
-    return counts
-
-
-BURST = 48
-
-
-def test_connections_opened_at_once_are_spread_over_the_worker_processes(
-    topology: Topology,
-) -> None:
-    server = topology.server("server", workers=2)
-    wait_ready(server)
-    address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
-    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
-    def burst(count: int) -> list[socket.socket]:
-        clients = [socket.create_connection(address, timeout=10) for _ in range(count)]
-        for client in clients:
-            client.sendall(request)
-        for client in clients:
-            assert client.recv(65536).startswith(b"HTTP/1.1 200"), "healthz answered"
-        return clients
-
-    for client in burst(BURST):  # both processes have served requests
-        client.close()
-    time.sleep(0.5)
-    clients = burst(BURST)
-    try:
-        counts = established_per_process(server)
-        assert sum(counts) == BURST and len(counts) == 2, counts
-        assert max(counts) - min(counts) <= 4, counts  # one process's accept: 32/16 or worse
-    finally:
-        for client in clients:
-            client.close()

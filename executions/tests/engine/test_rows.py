@@ -287,3 +287,39 @@ def test_a_held_update_of_a_missing_row_fails_the_statement_it_travels_with(
     with pytest.raises(DatabaseError), transaction.atomic(), rows.merging():
         rows.update(gone, ["status"])
         TaskExecution.objects.filter(id=present.id).exists()
+
+
+@pytest.mark.postgres
+def test_latest_executions_rule(tenant) -> None:
+    """PostgreSQL's one-statement form (``_latest_by_index``) picks what the rule picks
+    (``_latest_by_order``): the highest index that is not deleted, per task, on several
+    flow executions at once, with gaps, deleted heads and tasks that never ran."""
+    flow = make_flow(tenant.organization, shape_definition({"a": [], "b": [], "c": []}))
+    executions = [create_execution(flow) for _ in range(3)]
+    shapes = [
+        {"a": [TE.COMPLETED, TE.FAILED, TE.QUEUED], "b": [TE.COMPLETED]},
+        {"a": [TE.COMPLETED, TE.DELETED], "c": [TE.DELETED]},
+        {"b": [TE.FAILED, TE.FAILED, TE.FAILED, TE.RUNNING], "c": [TE.COMPLETED]},
+    ]
+    for execution, shape in zip(executions, shapes, strict=True):
+        for name, statuses in shape.items():
+            for idx, status in enumerate(statuses):
+                gap = 2 if idx == len(statuses) - 1 and idx else 0  # a gap before the head
+                TaskExecution.objects.create(
+                    organization_id=execution.organization_id,
+                    flow_execution=execution,
+                    task_name=name,
+                    task_execution_idx=idx + gap,
+                    status=status,
+                )
+    wanted = {execution.id: {"a", "b", "c", "missing"} for execution in executions}
+
+    def picked(found: dict) -> dict:
+        return {
+            pk: {name: (t.id, t.task_execution_idx) for name, t in tasks.items()}
+            for pk, tasks in found.items()
+            if tasks
+        }
+
+    assert picked(state._latest_by_index(wanted)) == picked(state._latest_by_order(wanted))
+    assert picked(state._latest_by_order(wanted))[executions[1].id].keys() == {"a"}
