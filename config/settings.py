@@ -200,6 +200,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["flowplatform.permissions.IsOrganizationPrincipal"],
     "DEFAULT_RENDERER_CLASSES": ["flowplatform.renderers.FastJSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "flowplatform.renderers.JSONOnlyNegotiation",
     "DEFAULT_PARSER_CLASSES": [
         "flowplatform.parsers.JSONParser",  # DRF's, refusing NUL characters (422)
     ],

@@ -7,10 +7,10 @@ from flowplatform.health import healthz, readyz
 from flowplatform.metrics import metrics_view
 
 api_patterns = [
+    path("", include("executions.urls")),
     path("me", MeView.as_view(), name="me"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
-    path("", include("executions.urls")),
 ]
 
 urlpatterns = [

@@ -7,11 +7,12 @@ from executions.api import (
     worker,
 )
 
+# Workers' routes first: they are most of the traffic, and a URL is matched in this order.
 urlpatterns = [
-    *flows.urlpatterns,
-    *flow_executions.urlpatterns,
-    *worker.urlpatterns,
     *task_executions.urlpatterns,
-    *executors.urlpatterns,
+    *worker.urlpatterns,
     *task_outputs.urlpatterns,
+    *flow_executions.urlpatterns,
+    *flows.urlpatterns,
+    *executors.urlpatterns,
 ]

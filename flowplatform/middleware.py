@@ -10,9 +10,11 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as message_middleware
+from django.contrib.messages.storage import default_storage
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponse
 from django.middleware import clickjacking, common, csrf, security
+from django.utils.functional import SimpleLazyObject, empty
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from flowplatform.exceptions import json_error_response
@@ -210,9 +212,21 @@ class AuthenticationMiddleware(InEventLoop, auth.AuthenticationMiddleware):
 
 
 class MessageMiddleware(InEventLoop, message_middleware.MessageMiddleware):
-    """Django's, in the event loop under ASGI; storing messages runs on a thread."""
+    """Django's, in the event loop under ASGI, with the message storage built only when a
+    view uses it (an API request never does); storing messages runs on a thread."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        storage = getattr(request, "_messages", None)
+        if isinstance(storage, SimpleLazyObject) and storage._wrapped is empty:
+            return response  # never used
+        return super().process_response(request, response)
 
     def touched_storage(self, request: HttpRequest) -> bool:
         storage = getattr(request, "_messages", None)
+        if isinstance(storage, SimpleLazyObject) and storage._wrapped is empty:
+            return _session_accessed(request)
         used = storage is not None and (storage.used or storage.added_new)
         return bool(used or _session_accessed(request))

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import orjson
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -70,6 +71,15 @@ class _WideEncoder(JSONEncoder):
         if isinstance(obj, orjson.Fragment):
             return json.loads(obj.contents)
         return super().default(obj)
+
+
+class JSONOnlyNegotiation(DefaultContentNegotiation):
+    """The API answers JSON whatever the request's ``Accept`` says (its error envelope
+    included): the view's first renderer, without reading the header or a ``format``
+    parameter. Request bodies are still chosen by their ``Content-Type``."""
+
+    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
 
 
 class FastJSONRenderer(JSONRenderer):

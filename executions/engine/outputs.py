@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from executions.engine import rows
@@ -156,14 +157,13 @@ def load_outputs(wanted: Sequence[tuple[UUID, Iterable[str], Known]]) -> None:
     missing = [(pk, names, known) for pk, names, known in missing if names]
     if not missing:
         return
-    match: dict[UUID, set[str]] = {pk: names for pk, names, _ in missing}
-    found: dict[tuple[UUID, str], TaskOutput] = {}
-    queryset = TaskOutput.objects.filter(flow_execution_id__in=list(match)).order_by()
-    if sum(len(names) for names in match.values()) <= 500:
-        queryset = queryset.filter(task_name__in={n for names in match.values() for n in names})
-    for row in queryset:
-        if row.task_name in match.get(row.flow_execution_id, ()):
-            found[(row.flow_execution_id, row.task_name)] = row
+    match = Q()
+    for pk, names, _ in missing:
+        match |= Q(flow_execution_id=pk, task_name__in=sorted(names))
+    found = {
+        (row.flow_execution_id, row.task_name): row
+        for row in TaskOutput.objects.filter(match).order_by()
+    }
     for pk, names, known in missing:
         known.update({name: found.get((pk, name)) for name in names})
 
