@@ -22,7 +22,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from executions.engine import rows
@@ -157,12 +156,17 @@ def load_outputs(wanted: Sequence[tuple[UUID, Iterable[str], Known]]) -> None:
     missing = [(pk, names, known) for pk, names, known in missing if names]
     if not missing:
         return
-    match = Q()
+    # One statement for every flow execution, without building the ORM query (each batch of
+    # reports runs it): the outputs of exactly the (flow execution, task) pairs wanted.
+    terms, params = [], []
     for pk, names, _ in missing:
-        match |= Q(flow_execution_id=pk, task_name__in=sorted(names))
+        terms.append(
+            f'(t."flow_execution_id" = %s AND t."task_name" IN ({rows.placeholders(len(names))}))'
+        )
+        params += [rows.db_value(TaskOutput, "flow_execution_id", pk), *sorted(names)]
     found = {
         (row.flow_execution_id, row.task_name): row
-        for row in TaskOutput.objects.filter(match).order_by()
+        for row in rows.select(TaskOutput, "WHERE " + " OR ".join(terms), params)
     }
     for pk, names, known in missing:
         known.update({name: found.get((pk, name)) for name in names})

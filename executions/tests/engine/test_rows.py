@@ -15,6 +15,7 @@ from executions.engine import rows, state
 from executions.engine.transitions import build_task_execution
 from executions.enums import StaleStatus, TaskExecutionStatus
 from executions.models import FlowExecution, TaskExecution
+from executions.selectors import flow_executions_of
 from executions.tests.engine.factories import create_execution, make_flow, shape_definition
 from flowplatform.exceptions import NotFound
 from outputs.models import TaskOutput
@@ -323,3 +324,22 @@ def test_latest_executions_rule(tenant) -> None:
 
     assert picked(state._latest_by_index(wanted)) == picked(state._latest_by_order(wanted))
     assert picked(state._latest_by_order(wanted))[executions[1].id].keys() == {"a"}
+
+
+def test_lock_flow_executions_rule(tenant, outsider) -> None:
+    """The engine's lock statement takes exactly what the lookup family's queryset finds:
+    the organization's flow executions that are not deleted, in id order."""
+    flow = make_flow(tenant.organization, shape_definition({"a": []}))
+    mine = [create_execution(flow) for _ in range(4)]
+    FlowExecution.objects.filter(id=mine[1].id).update(status="deleted")
+    theirs = create_execution(make_flow(outsider.organization, shape_definition({"a": []})))
+    asked = [e.id for e in mine] + [theirs.id, uuid4(), "not-an-id"]
+    with transaction.atomic():
+        locked = state.lock_flow_executions(
+            flow_execution_ids=asked, organization=tenant.organization
+        )
+    rule = flow_executions_of(organization=tenant.organization).filter(
+        id__in=[pk for pk in asked if pk != "not-an-id"]
+    )
+    assert list(locked) == list(rule.order_by("id").values_list("id", flat=True))
+    assert {pk: fields_of(e) for pk, e in locked.items()} == {e.id: fields_of(e) for e in rule}
