@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -107,6 +107,50 @@ def _insert_postgresql(rows: list[Event]) -> None:
         ids = [pk for (pk,) in cursor.fetchall()]
     for row, pk in zip(rows, ids, strict=True):
         row.id, row.created_at = pk, now
+
+
+# Events rendered by the statement that makes the change: the rows it changes never reach
+# Python. The caller's ``select`` (over its ``ctes``) yields one row per event; the
+# statement answers with the events' messages as one JSON array (one parse, no per-row
+# Python).
+_INSERT_QUERY_SQL = """
+WITH {ctes},
+inserted AS (
+    INSERT INTO {table} (type, organization_id, flow_id, flow_execution_id, task_name,
+        created_at, data)
+    SELECT e.type, e.organization_id, e.flow_id, e.flow_execution_id, e.task_name,
+        %(event_created_at)s, e.data
+    FROM ({select}) AS e ORDER BY e.ord
+    RETURNING id, type, organization_id, flow_id, flow_execution_id, task_name, data
+)
+SELECT coalesce(json_agg(json_build_object('type', 'event', 'id', id, 'event_type', type,
+    'organization_id', organization_id::text, 'flow_id', flow_id::text,
+    'flow_execution_id', flow_execution_id::text, 'task_name', task_name,
+    'created_at', %(event_created_at_text)s::text, 'data', data) ORDER BY id), '[]')::text
+FROM inserted"""
+
+
+def publish_query(*, ctes: str, select: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """PostgreSQL: record as events the rows of one statement, in the caller's transaction,
+    and push them once it commits. Returns their messages (``event_message``), in id order.
+
+    ``select`` yields the columns ``type, organization_id, flow_id, flow_execution_id,
+    task_name`` and ``data`` (``jsonb``, the resource as the API renders it), and ``ord``,
+    the order their ids follow; it reads ``ctes`` (``name AS (…), …``), typically an
+    ``UPDATE … RETURNING`` whose rows are the events: change and outbox rows are one
+    statement. ``params`` are named (``%(name)s``); names starting ``event_`` are reserved.
+    """
+    now = timezone.now()
+    sql = _INSERT_QUERY_SQL.format(
+        ctes=ctes, select=select, table=connection.ops.quote_name(Event._meta.db_table)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {**params, "event_created_at": now, "event_created_at_text": iso(now)})
+        (text,) = cursor.fetchone()
+    messages: list[dict[str, Any]] = json.loads(text)
+    if messages:
+        transaction.on_commit(lambda: push(messages), robust=True)
+    return messages
 
 
 def _reload_ids(rows: list[Event]) -> list[Event]:

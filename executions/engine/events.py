@@ -8,7 +8,7 @@ outermost ``engine_operation`` publishes the whole batch once, still inside its 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
@@ -17,7 +17,7 @@ from django.db import transaction
 
 from executions.models import FlowExecution, TaskExecution
 from executions.representations import flow_execution_data, task_execution_data
-from realtime.publisher import EventSpec, publish
+from realtime.publisher import EventSpec, publish, publish_query
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +63,17 @@ def emit(*events: EventSpec) -> None:
         publish(list(events))
     else:
         batch.extend(events)
+
+
+def emit_query(*, ctes: str, select: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """PostgreSQL: publish the events one statement renders (``publisher.publish_query``),
+    after the events queued so far, which are published first so that event ids keep the
+    order of emission. Returns the new events' messages."""
+    batch = _batch.get()
+    if batch:
+        publish(list(batch))
+        batch.clear()
+    return publish_query(ctes=ctes, select=select, params=params)
 
 
 def task_event(kind: str, task: TaskExecution, *, flow_id: Any, data: Any = None) -> EventSpec:

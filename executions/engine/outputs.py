@@ -101,6 +101,7 @@ def sync_outputs(
     now = timezone.now()
     inserts: list[TaskOutput] = []
     updates: dict[str, tuple[dict[str, Any], list[TaskOutput]]] = {}
+    announced: list[tuple[str, TaskOutput]] = []  # in the order of ``tasks``
     for name, task in by_name.items():
         values = output_values(task, flow_version)
         row = cache.get(name)
@@ -119,6 +120,7 @@ def sync_outputs(
                 )
                 inserts.append(row)
                 cache[name] = row
+                announced.append((CREATED, row))
             continue
         if row.status == S.DELETED and values["status"] not in REVIVING:
             continue
@@ -127,6 +129,7 @@ def sync_outputs(
             # Outputs that change the same way (e.g. tasks queued again) share one UPDATE.
             key = json.dumps(changed, sort_keys=True, default=str)
             updates.setdefault(key, (changed, []))[1].append(row)
+            announced.append((UPDATED, row))
     for changed, group in updates.values():
         for row in group:
             for key, value in changed.items():
@@ -134,8 +137,7 @@ def sync_outputs(
             row.updated_at = now
         _update(group, [*changed, "updated_at"])
     rows.insert(inserts)
-    events = [_event(UPDATED, row, flow_id) for _, group in updates.values() for row in group]
-    emit(*events, *(_event(CREATED, row, flow_id) for row in inserts))
+    emit(*(_event(event_type, row, flow_id) for event_type, row in announced))
     return [row for name in by_name if (row := cache.get(name)) is not None]
 
 

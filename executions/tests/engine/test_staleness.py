@@ -4,11 +4,14 @@ the API shows it, in the edit's transaction (PostgreSQL renders these events in 
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import realtime.publisher
 from executions import dsl
+from executions.engine import staleness
+from executions.engine.events import collecting
+from executions.engine.state import Run, lock_flow_execution
 from executions.enums import FlowExecutionStatus, StaleStatus
 from executions.models import TaskExecution
 from executions.representations import task_execution_data
@@ -191,3 +194,71 @@ def test_dry_run_changes_nothing(tenant, user_client, service_client):
     assert refresh(execution).status == FE.COMPLETED
     writes = ("UPDATE", "INSERT", "DELETE")
     assert not [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(writes)]
+
+
+@pytest.mark.postgres
+def test_mark_stale_rule(tenant, service_client):
+    """PostgreSQL's set-based marking (``mark_stale_set_based``) changes exactly the rows the
+    rule (``mark_stale``) changes, to the same values, and publishes the same events in the
+    same order: on two runs of one flow, with a retried task, a soft-deleted output, an
+    output already stale and a task that never ran."""
+    shape = {**layered(40, 6), "never": ["t30"]}
+    definition = shape_definition(shape, **{RETRIED: {"retries": {"max_attempts": 2}}})
+    flow = start(tenant.organization, definition).flow
+    runs = [start(tenant.organization, definition, flow=flow) for _ in range(2)]
+    refs = [run.id for run in runs]
+    run_to_completion(service_client, retried=RETRIED)
+    TaskExecution.objects.filter(flow_execution__in=refs, task_name="never").delete()
+    for execution in runs:
+        post_output(service_client, execution, DELETED, summary=None, status="deleted")
+        post_output(service_client, execution, "t3", summary=None, status="stale")
+    closure = dsl.validate_definition(definition).dag.in_order(
+        dsl.validate_definition(definition).dag.downstream_closure(["root"])
+    )
+    reason = {"task_name": "root", "task_execution_id": "x", "edited_at": "y", "modified_by": "z"}
+    marked, events = [], []
+    for execution, mark in zip(runs, (staleness.mark_stale, staleness.mark_stale_set_based)):
+        before = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        with transaction.atomic(), collecting():
+            run = Run.of(
+                lock_flow_execution(
+                    flow_execution_id=execution.id, organization=tenant.organization
+                )
+            )
+            marked.append(mark(run, closure, reason=reason))
+        events.append(
+            [
+                (e.type, e.task_name, comparable(e.data))
+                for e in Event.objects.filter(id__gt=before).order_by("id")
+            ]
+        )
+    assert marked[0] == marked[1]
+    assert "never" not in marked[0] and len(marked[0]) == 40 - 1
+    assert events[0] == events[1]
+    state = [
+        {
+            t.task_name: (t.task_execution_idx, t.status, t.stale_status, t.stale_reason)
+            for t in TaskExecution.objects.filter(flow_execution_id=pk)
+        }
+        for pk in refs
+    ]
+    assert state[0] == state[1]
+    outputs = [
+        {
+            o.task_name: (o.status, o.stale_status, o.output, o.summary, o.modified_by)
+            for o in TaskOutput.objects.filter(flow_execution_id=pk)
+        }
+        for pk in refs
+    ]
+    assert outputs[0] == outputs[1]
+    assert outputs[0][DELETED][0] == "deleted"
+
+
+def comparable(data: dict) -> dict:
+    """An event's data without what differs between two runs (ids, times)."""
+    return {
+        key: value
+        for key, value in data.items()
+        if key
+        not in {"id", "flow_execution_id", "created_at", "updated_at", "started_at", "completed_at"}
+    }
