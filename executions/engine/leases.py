@@ -7,18 +7,20 @@ retry policy applies; the worker that lost it gets 409 for anything it sends aft
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from executions.engine import observe, outputs, transitions
+from executions.engine import observe, outputs, rows, transitions
 from executions.engine.events import collecting, emit, engine_operation, task_event
 from executions.engine.scheduling import on_task_finished, sync_outputs
 from executions.engine.state import Run, lock_flow_execution
@@ -59,14 +61,18 @@ def claim_task_executions(
     first."""
     if not executors:
         return []
-    candidates = claimable(organization=organization, executors=executors)
+    values = {"organization": organization.pk, "executors": list(executors), "now": timezone.now()}
     if not with_report:
         sweep_if_due(organization=organization)
-        if not candidates.exists():
-            return []
+        exists = _claimable_sql(len(executors), None)
+        with connection.cursor() as cursor:
+            cursor.execute(exists.sql, exists.params_for(**values))
+            if cursor.fetchone() is None:
+                return []
     # Nested in a caller's transaction (claims after reports), a failed claim fails it.
     with transaction.atomic(savepoint=False), collecting():
-        claimed = transitions.claim(candidates, limit=limit, worker_id=worker_id)
+        pick = _claimable_sql(len(executors), limit)
+        claimed = transitions.claim((pick.sql, pick.params_for(**values)), worker_id=worker_id)
         observe.tasks_claimed([task for task, _, _ in claimed], worker_id=worker_id)
         by_execution: dict[UUID, list[TaskExecution]] = defaultdict(list)
         for task, flow_id, _ in claimed:
@@ -80,16 +86,37 @@ def claim_task_executions(
     return [_claimed(task, flow_id) for task, flow_id, _ in claimed]
 
 
-def claimable(*, organization: Organization, executors: Sequence[str]) -> QuerySet[TaskExecution]:
-    """What a claim takes, in the order it takes it: queued, due executions of running flow
-    executions whose executor is one of ``executors``, oldest first."""
+def claimable(
+    *, organization: Organization | UUID, executors: Sequence[str], now: datetime
+) -> QuerySet[TaskExecution]:
+    """What a claim takes, in the order it takes it: queued executions due at ``now`` of
+    running flow executions whose executor is one of ``executors``, oldest first."""
     return TaskExecution.objects.filter(
         organization=organization,
         status=TE.QUEUED,
         task_executor_name__in=list(executors),
-        available_at__lte=timezone.now(),
+        available_at__lte=now,
         flow_execution__status__in=sorted(FLOW_EXECUTION_ACTIVE),
     ).order_by("available_at", "created_at", "id")
+
+
+@functools.lru_cache(maxsize=256)
+def _claimable_sql(executor_count: int, limit: int | None) -> rows.Compiled:
+    """``claimable`` compiled once per number of executors: the ids of up to ``limit``
+    executions, locked for a claim, or (no limit) whether there is one at all."""
+
+    def build(*, organization: UUID, executors: list[str], now: datetime) -> QuerySet:
+        candidates = claimable(organization=organization, executors=executors, now=now)
+        if limit is None:
+            return candidates.values("id")[:1]
+        return candidates.select_for_update(skip_locked=True, of=("self",)).values("id")[:limit]
+
+    fields = {
+        "organization": "organization",
+        "executors": "task_executor_name",
+        "now": "available_at",
+    }
+    return rows.Compiled(TaskExecution, build, fields, sizes={"executors": executor_count})
 
 
 def _claimed(task: TaskExecution, flow_id: UUID) -> dict[str, Any]:

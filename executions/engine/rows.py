@@ -11,9 +11,11 @@ Instances come from ``Model.from_db``, exactly as a queryset builds them.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection
@@ -93,6 +95,60 @@ def db_value(model: type[Model], name: str, value: Any) -> Any:
     """``value`` of field ``name`` as the database takes it (a UUID's text on SQLite)."""
     field = model._meta.get_field(name)
     return field.get_db_prep_value(field.to_python(value), connection)
+
+
+class Compiled:
+    """A queryset's SQL compiled once, its values bound per call.
+
+    ``build(**values)`` makes the queryset (the rule); it is compiled once with a marker for
+    each value (for each element of a list value: ``sizes`` gives the lengths), and every
+    parameter that is a marker becomes a slot. ``params(**values)`` fills the slots, each
+    value prepared by the field it is compared with (``fields``: value → the model's field
+    name), as the ORM's lookup prepares it. Compiling cost more than running the engine's
+    small claims (bench/README.md, "Hot paths"); the statement is the queryset's own."""
+
+    def __init__(
+        self,
+        model: type[Model],
+        build: Any,
+        fields: dict[str, str],
+        sizes: dict[str, int] | None = None,
+    ) -> None:
+        sizes = sizes or {}
+        self.model, self.fields = model, fields
+        markers = {
+            name: [_marker(model, field) for _ in range(sizes[name])]
+            if name in sizes
+            else _marker(model, field)
+            for name, field in fields.items()
+        }
+        self.sql, params = build(**markers).query.sql_with_params()
+        self.params = list(params)
+        self.slots: list[tuple[int, str, int | None]] = []
+        for name, marker in markers.items():
+            for element, value in enumerate(marker) if name in sizes else [(None, marker)]:
+                prepared = db_value(model, fields[name], value)
+                found = [i for i, param in enumerate(self.params) if param == prepared]
+                if len(found) != 1:
+                    raise ValueError(f"{name!r} is not one parameter of the compiled query")
+                self.slots.append((found[0], name, element))
+
+    def params_for(self, **values: Any) -> list[Any]:
+        params = list(self.params)
+        for index, name, element in self.slots:
+            value = values[name] if element is None else values[name][element]
+            params[index] = db_value(self.model, self.fields[name], value)
+        return params
+
+
+def _marker(model: type[Model], name: str) -> Any:
+    """A value of field ``name``'s type that no query holds by chance."""
+    kind = model._meta.get_field(name).get_internal_type()
+    if kind == "DateTimeField":
+        return datetime.fromtimestamp(uuid.uuid4().int % 10**15 / 10**6, tz=UTC)
+    if kind in ("UUIDField", "ForeignKey"):
+        return uuid.uuid4()
+    return f"marker-{uuid.uuid4().hex}"
 
 
 def placeholders(count: int) -> str:

@@ -8,6 +8,7 @@ heartbeat paths, which are conditional updates whose row counts are checked.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,6 @@ from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from executions.engine import observe, rows, wakeup
@@ -304,42 +304,30 @@ def request_cancellation(execution: FlowExecution) -> int:
 
 
 def claim(
-    candidates: QuerySet[TaskExecution], *, limit: int, worker_id: str
+    picked: tuple[str, list[Any]], *, worker_id: str
 ) -> list[tuple[TaskExecution, UUID, int]]:
-    """Move up to ``limit`` of ``candidates`` (queued executions, in the queryset's order) to
-    ``running`` under a lease for ``worker_id``, in one statement; returns each claimed
-    execution with its flow's id and its flow execution's version, in claim order.
+    """Move the queued executions ``picked`` selects (the SQL and parameters of a query of
+    their ids, in claim order, locked ``FOR UPDATE SKIP LOCKED`` where the database has row
+    locks: concurrent claimers never wait for nor take the same rows; on SQLite the one
+    writer runs claims one after another) to ``running`` under a lease for ``worker_id``,
+    in one statement; returns each claimed execution with its flow's id and its flow
+    execution's version, in claim order.
 
-    The statement is built from ``candidates``: on PostgreSQL its rows are picked ``FOR
-    UPDATE SKIP LOCKED``, so concurrent claimers never wait for nor take the same rows (on
-    SQLite the one writer runs claims one after another). The picked rows get the running
-    transition's stamps (``_status_stamps``) and come back through ``RETURNING``. Needs the
-    caller's transaction; the events and metrics are the caller's (``leases``)."""
+    The picked rows get the running transition's stamps (``_status_stamps``) and come back
+    through ``RETURNING``. Needs the caller's transaction; the events and metrics are the
+    caller's (``leases``)."""
     now = timezone.now()
     claimed = TaskExecution(status=TE.QUEUED, updated_at=now, cancel_requested=False)
     names = _status_stamps(claimed, TE.RUNNING, now=now, worker_id=worker_id)
     claimed.status = TE.RUNNING
     names |= {"status", "updated_at", "cancel_requested"}
     fields = [TaskExecution._meta.get_field(name) for name in sorted(names)]
-    assignments = ", ".join(f'"{field.column}" = %s' for field in fields)
     values = [
         field.get_db_prep_save(getattr(claimed, field.attname), connection) for field in fields
     ]
-    picked = candidates.select_for_update(skip_locked=True, of=("self",)).values("id")[:limit]
-    pick_sql, pick_params = picked.query.sql_with_params()
-    te, fe = rows.table(TaskExecution), rows.table(FlowExecution)
-    returned = ", ".join(f'"{field.column}"' for field in TaskExecution._meta.concrete_fields)
-    # No alias for the table: SQLite's RETURNING knows it by its name only.
-    sql = (
-        f"WITH picked AS MATERIALIZED ({pick_sql})"
-        f" UPDATE {te} SET {assignments}"
-        ' WHERE "id" IN (SELECT "id" FROM picked)'
-        f" RETURNING {returned},"
-        f' (SELECT f."flow_id" FROM {fe} f WHERE f."id" = {te}."flow_execution_id"),'
-        f' (SELECT f."flow_version" FROM {fe} f WHERE f."id" = {te}."flow_execution_id")'
-    )
+    pick_sql, pick_params = picked
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*pick_params, *values])
+        cursor.execute(_claim_sql(pick_sql, tuple(fields)), [*pick_params, *values])
         found = cursor.fetchall()
     width = len(found[0]) - 2 if found else 0
     tasks = rows.instances(TaskExecution, [row[:width] for row in found])
@@ -349,6 +337,22 @@ def claim(
     ]
     result.sort(key=lambda item: (item[0].available_at, item[0].created_at, item[0].id))
     return result
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_sql(pick_sql: str, fields: tuple[Any, ...]) -> str:
+    te, fe = rows.table(TaskExecution), rows.table(FlowExecution)
+    assignments = ", ".join(f'"{field.column}" = %s' for field in fields)
+    returned = ", ".join(f'"{field.column}"' for field in TaskExecution._meta.concrete_fields)
+    # No alias for the table: SQLite's RETURNING knows it by its name only.
+    return (
+        f"WITH picked AS MATERIALIZED ({pick_sql})"
+        f" UPDATE {te} SET {assignments}"
+        ' WHERE "id" IN (SELECT "id" FROM picked)'
+        f" RETURNING {returned},"
+        f' (SELECT f."flow_id" FROM {fe} f WHERE f."id" = {te}."flow_execution_id"),'
+        f' (SELECT f."flow_version" FROM {fe} f WHERE f."id" = {te}."flow_execution_id")'
+    )
 
 
 # -- flow executions ------------------------------------------------------------------------

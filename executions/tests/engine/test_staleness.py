@@ -217,7 +217,9 @@ def test_mark_stale_rule(tenant, service_client):
     )
     reason = {"task_name": "root", "task_execution_id": "x", "edited_at": "y", "modified_by": "z"}
     marked, events = [], []
-    for execution, mark in zip(runs, (staleness.mark_stale, staleness.mark_stale_set_based)):
+    for execution, mark in zip(
+        runs, (staleness.mark_stale, staleness.mark_stale_set_based), strict=True
+    ):
         before = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
         with transaction.atomic(), collecting():
             run = Run.of(

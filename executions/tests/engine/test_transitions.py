@@ -110,10 +110,11 @@ def test_deleted_task_cannot_be_edited(execution):
 
 def test_a_claim_takes_a_queued_execution_once(execution):
     task = _task(execution, TE.QUEUED)
-    candidates = TaskExecution.objects.filter(id=task.id, status=TE.QUEUED)
-    (claimed,) = transitions.claim(candidates, limit=5, worker_id="w1")
+    candidates = TaskExecution.objects.filter(id=task.id, status=TE.QUEUED).values("id")[:5]
+    picked = candidates.query.sql_with_params()
+    (claimed,) = transitions.claim(picked, worker_id="w1")
     assert (claimed[0].id, claimed[1], claimed[2]) == (task.id, execution.flow_id, 1)
     assert claimed[0].status == TE.RUNNING and claimed[0].lease_owner == "w1"
-    assert transitions.claim(candidates, limit=5, worker_id="w2") == []
+    assert transitions.claim(picked, worker_id="w2") == []
     task.refresh_from_db()
     assert (task.status, task.lease_owner) == (TE.RUNNING, "w1")
